@@ -23,6 +23,10 @@ export interface ExecSshServerOptions {
   spawnCommand?: (command: string) => SpawnSpec;
   /** Fault injection: drop the whole connection after this many bytes of stdout were sent. */
   dropAfterBytes?: () => number | undefined;
+  /** Called when `dropAfterBytes` dropped a connection (e.g. to make the fault one-shot). */
+  onDrop?: () => void;
+  /** Run each exec in its own process group and kill the whole group when the channel closes. */
+  killProcessGroup?: boolean;
 }
 
 function parsePublicKey(line: string): ParsedKey | undefined {
@@ -92,14 +96,31 @@ export class ExecSshServer {
         session.on('exec', (accept, _reject, info) => {
           const stream = accept();
           const spec = this.options.spawnCommand?.(info.command) ?? { file: 'sh', args: ['-c', info.command] };
-          const child = spawn(spec.file, spec.args, { env: spec.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+          const group = this.options.killProcessGroup === true;
+          const child = spawn(spec.file, spec.args, {
+            env: spec.env ?? process.env,
+            stdio: ['pipe', 'pipe', 'pipe'],
+            detached: group,
+          });
+          const kill = (): void => {
+            try {
+              if (group && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+              else child.kill('SIGKILL');
+            } catch {
+              // already gone
+            }
+          };
           const limit = this.options.dropAfterBytes?.();
           let sent = 0;
+          let dropped = false;
           child.stdout.on('data', (chunk: Buffer) => {
+            if (dropped) return;
             sent += chunk.length;
             if (limit !== undefined && sent > limit) {
-              child.kill('SIGKILL');
+              dropped = true;
+              kill();
               client.end();
+              this.options.onDrop?.();
               return;
             }
             if (!stream.write(chunk)) {
@@ -110,7 +131,7 @@ export class ExecSshServer {
           child.stderr.pipe(stream.stderr);
           stream.pipe(child.stdin);
           child.stdin.on('error', () => undefined); // the remote may exit before reading all input
-          stream.on('close', () => child.kill('SIGKILL'));
+          stream.on('close', kill);
           child.on('close', (code, signal) => {
             if (signal) stream.exit(signal.replace(/^SIG/, ''), false, '');
             else stream.exit(code ?? 0);

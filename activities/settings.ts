@@ -1,0 +1,43 @@
+// The worker's own configuration, as a run needs it: resolved in an activity so a run started
+// with no input (a Temporal Schedule, `tctl`, `temporal`) uses the installation's conf.json,
+// and so the token never passes through workflow inputs.
+import type { Config } from '../common/config';
+import type { Prices } from '../common/pricing';
+
+export interface RunSettings {
+  regions: string[];
+  include: string[];
+  exclude: string[];
+  dropletSize: string;
+  dropletImage: string;
+  concurrency: number;
+  storeTaskQueue: string;
+  blockSize: number | undefined;
+  prices: Prices;
+}
+
+export interface SettingsOverrides {
+  regions?: string[];
+  include?: string[];
+  exclude?: string[];
+}
+
+export function createSettingsActivities(config: Config) {
+  return {
+    async resolveRunSettings(overrides: SettingsOverrides): Promise<RunSettings> {
+      return {
+        regions: overrides.regions ?? [...config.regions],
+        include: overrides.include ?? [...config.include],
+        exclude: overrides.exclude ?? [...config.exclude],
+        dropletSize: config.dropletSize,
+        dropletImage: config.dropletImage,
+        concurrency: config.concurrency,
+        storeTaskQueue: config.storeTaskQueue,
+        blockSize: config.blockSize,
+        prices: config.prices,
+      };
+    },
+  };
+}
+
+export type SettingsActivities = ReturnType<typeof createSettingsActivities>;

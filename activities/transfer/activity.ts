@@ -1,0 +1,195 @@
+// The transfer as a Temporal activity: heartbeats carry progress and the resume point, a retried attempt continues
+// the staged transfer, cancellation stops it with the previous image intact.
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { DiskFullError, StoreFormatError, VolumeBusyError } from '../store/errors.js';
+import { TransferCancelledError, TransferError } from './errors.js';
+import { syncVolume, type Compression, type ResumePoint, type SyncVolumeOptions, type SyncVolumeResult, type TransferProgress } from './core.js';
+
+/** Plain serializable input: no secrets (the private key is resolved from keyRef on the worker). */
+export interface TransferVolumeInput {
+  volumeName: string;
+  volumeId: string;
+  sizeBytes: number;
+  snapshotId: string;
+  snapshotCreatedAt: string;
+  host: string;
+  port: number;
+  username: string;
+  /** The droplet's host key as an OpenSSH public key line; the connection is refused unless it matches. */
+  hostPublicKey: string;
+  /** Opaque reference resolved by `resolveClientKey` on the worker. */
+  keyRef: string;
+  /** e.g. /dev/disk/by-id/scsi-0DO_Volume_<name> */
+  devicePath: string;
+  /** Block size for a new backup (an existing one keeps its own). Default 1 MiB. */
+  blockSize?: number;
+  /** Parallel SSH exec channels. Default 4. */
+  stripes?: number;
+  compression?: Compression;
+  /** Consent to convert a backup directory written by another store format version. */
+  allowFormatUpgrade?: boolean;
+}
+
+export interface TransferVolumeResult {
+  volumeName: string;
+  imagePath: string;
+  manifestPath: string;
+  sizeBytes: number;
+  blockSize: number;
+  blockCount: number;
+  /** SHA-256 over all block hashes, as recorded in the manifest. */
+  digest: string;
+  /** Bytes the droplet read from the device in this attempt. */
+  bytesRead: number;
+  /** TCP bytes both ways in this attempt. */
+  bytesOnWire: number;
+  blocksChanged: number;
+  /** Blocks that became all-zero (holes punched). */
+  blocksZeroed: number;
+  /** All-zero blocks in the new image. */
+  zeroBlocks: number;
+  blocksUnchanged: number;
+  changedBytes: number;
+  firstSync: boolean;
+  resumed: boolean;
+  resumedBlocks: number;
+  adopted: boolean;
+  reconnects: number;
+  refetchedBlocks: number;
+  durationMs: number;
+}
+
+/** What every heartbeat carries; a retried attempt reads it back from `info.heartbeatDetails`. */
+export interface TransferHeartbeat {
+  phase: TransferProgress['phase'];
+  snapshotId: string;
+  blockCount: number;
+  blocksDone: number;
+  bytesReceived: number;
+  blocksChanged: number;
+  resume: ResumePoint | undefined;
+}
+
+export interface TransferActivityDeps {
+  backupsDir: string;
+  resolveClientKey(keyRef: string): Promise<string | Buffer> | string | Buffer;
+  /** Heartbeat at most this often (default: a third of the heartbeat timeout, at most 1 s). */
+  heartbeatIntervalMs?: number;
+  /** Extra core options (tests, bench). */
+  coreOptions?: Partial<SyncVolumeOptions>;
+}
+
+export interface TransferActivities {
+  transferVolume(input: TransferVolumeInput): Promise<TransferVolumeResult>;
+}
+
+export function createTransferActivities(deps: TransferActivityDeps): TransferActivities {
+  return {
+    async transferVolume(input: TransferVolumeInput): Promise<TransferVolumeResult> {
+      const ctx = Context.current();
+      const previous = asHeartbeat(ctx.info.heartbeatDetails);
+      const timeoutMs = ctx.info.heartbeatTimeoutMs;
+      const interval = deps.heartbeatIntervalMs ?? Math.min(1000, timeoutMs ? Math.max(100, timeoutMs / 3) : 1000);
+      let latest: TransferHeartbeat | undefined =
+        previous && previous.snapshotId === input.snapshotId ? previous : undefined;
+      let lastBeat = 0;
+      const beat = () => {
+        lastBeat = Date.now();
+        ctx.heartbeat(latest);
+      };
+      const ticker = setInterval(() => {
+        if (Date.now() - lastBeat >= interval) beat();
+      }, Math.max(50, Math.floor(interval / 2)));
+      beat();
+      try {
+        const privateKey = await deps.resolveClientKey(input.keyRef);
+        const result = await syncVolume({
+          ...deps.coreOptions,
+          backupsDir: deps.backupsDir,
+          volumeName: input.volumeName,
+          volumeId: input.volumeId,
+          sizeBytes: input.sizeBytes,
+          snapshotId: input.snapshotId,
+          snapshotCreatedAt: input.snapshotCreatedAt,
+          devicePath: input.devicePath,
+          blockSize: input.blockSize,
+          stripes: input.stripes ?? deps.coreOptions?.stripes,
+          compression: input.compression ?? deps.coreOptions?.compression,
+          allowFormatUpgrade: input.allowFormatUpgrade,
+          ssh: {
+            host: input.host,
+            port: input.port,
+            username: input.username,
+            hostPublicKey: input.hostPublicKey,
+            privateKey,
+          },
+          resumeHint: latest?.resume,
+          signal: ctx.cancellationSignal,
+          log: (msg) => ctx.log.info(msg, { volume: input.volumeName }),
+          onProgress: (p) => {
+            latest = { ...p };
+            if (Date.now() - lastBeat >= interval) beat();
+          },
+        });
+        beat();
+        return toResult(result);
+      } catch (err) {
+        throw toFailure(err);
+      } finally {
+        clearInterval(ticker);
+      }
+    },
+  };
+}
+
+function asHeartbeat(details: unknown): TransferHeartbeat | undefined {
+  if (!details || typeof details !== 'object') return undefined;
+  const d = details as Partial<TransferHeartbeat>;
+  return typeof d.snapshotId === 'string' && typeof d.blocksDone === 'number' ? (d as TransferHeartbeat) : undefined;
+}
+
+function toResult(r: SyncVolumeResult): TransferVolumeResult {
+  return {
+    volumeName: r.volumeName,
+    imagePath: r.imagePath,
+    manifestPath: r.manifestPath,
+    sizeBytes: r.sizeBytes,
+    blockSize: r.blockSize,
+    blockCount: r.blockCount,
+    digest: r.digest,
+    bytesRead: r.bytesReadRemote,
+    bytesOnWire: r.bytesOnWire,
+    blocksChanged: r.blocksChanged,
+    blocksZeroed: r.blocksZeroed,
+    zeroBlocks: r.zeroBlocks,
+    blocksUnchanged: r.blocksUnchanged,
+    changedBytes: r.changedBytes,
+    firstSync: r.firstSync,
+    resumed: r.resumed,
+    resumedBlocks: r.resumedBlocks,
+    adopted: r.adopted,
+    reconnects: r.reconnects,
+    refetchedBlocks: r.refetchedBlocks,
+    durationMs: r.durationMs,
+  };
+}
+
+/** Map errors to ApplicationFailures whose type the workflow can match on. */
+export function toFailure(err: unknown): unknown {
+  if (err instanceof ApplicationFailure) return err;
+  if (err instanceof TransferCancelledError) {
+    // Temporal reports a CancelledFailure thrown from a cancelled activity as a cancellation.
+    return new CancelledFailure(err.message);
+  }
+  if (err instanceof TransferError) {
+    return ApplicationFailure.create({ message: err.message, type: err.code, nonRetryable: !err.retryable, cause: err });
+  }
+  if (err instanceof DiskFullError || err instanceof StoreFormatError) {
+    return ApplicationFailure.create({ message: err.message, type: err.code, nonRetryable: true, cause: err });
+  }
+  if (err instanceof VolumeBusyError) {
+    return ApplicationFailure.create({ message: err.message, type: err.code, nonRetryable: false, cause: err });
+  }
+  return err;
+}

@@ -1,0 +1,67 @@
+// Errors of the transfer. `code` is the ApplicationFailure type the activity reports; `retryable` says whether a
+// retry of the same input can succeed.
+export { DiskFullError, StoreFormatError, VolumeBusyError } from '../store/errors.js';
+
+export class TransferError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'TransferError';
+  }
+}
+
+export class HostKeyMismatchError extends TransferError {
+  constructor(
+    readonly host: string,
+    readonly expectedFingerprint: string,
+    readonly presentedFingerprint: string,
+  ) {
+    super(
+      `host key mismatch for ${host}: expected ${expectedFingerprint}, the server presented ${presentedFingerprint}; refusing to connect`,
+      'HostKeyMismatch',
+      false,
+    );
+    this.name = 'HostKeyMismatchError';
+  }
+}
+
+export class ProtocolMismatchError extends TransferError {
+  constructor(message: string) {
+    super(message, 'ProtocolMismatch', false);
+    this.name = 'ProtocolMismatchError';
+  }
+}
+
+/** The remote agent could not run or reported an error (python3 missing, device missing, read error). */
+export class RemoteAgentError extends TransferError {
+  constructor(message: string, retryable: boolean) {
+    super(message, 'RemoteAgentError', retryable);
+    this.name = 'RemoteAgentError';
+  }
+}
+
+/** A received block did not match its hash (after re-fetching it), or the final digests disagree. */
+export class IntegrityError extends TransferError {
+  constructor(message: string) {
+    super(message, 'IntegrityError', true);
+    this.name = 'IntegrityError';
+  }
+}
+
+export class ConnectionLostError extends TransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ConnectionLost', true, options);
+    this.name = 'ConnectionLostError';
+  }
+}
+
+export class TransferCancelledError extends TransferError {
+  constructor(reason?: unknown) {
+    super(`transfer cancelled${reason ? `: ${String(reason)}` : ''}; the previous image is intact`, 'Cancelled', false);
+    this.name = 'TransferCancelledError';
+  }
+}

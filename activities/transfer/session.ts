@@ -1,0 +1,180 @@
+// One agent session: an exec channel running the python agent, its hello, its job, its record stream.
+import type { ClientChannel } from 'ssh2';
+import { PROTOCOL_VERSION, agentCode, agentCommand } from './agent.js';
+import { ProtocolMismatchError, RemoteAgentError } from './errors.js';
+import { StreamReader } from './reader.js';
+import { execChannel, type SshConnection } from './ssh.js';
+import type { BlockRange } from '../store/staging.js';
+
+export interface AgentHello {
+  protocol: number;
+  size: number;
+  python: string;
+  cpus: number;
+}
+
+export interface AgentJob {
+  blockSize: number;
+  ranges: BlockRange[];
+  hashes: boolean;
+  threads: number;
+  compress: 'auto' | 'never' | 'always';
+  runCap: number;
+}
+
+export interface AgentStats {
+  bytesRead: number;
+  dataBlocks: number;
+  zeroBlocks: number;
+  unchangedBlocks: number;
+  payloadBytes: number;
+  compressedBlocks: number;
+  cpuUserS?: number;
+  cpuSysS?: number;
+  maxRssKiB?: number;
+}
+
+export type AgentRecord =
+  | { type: 'U' | 'Z'; count: number }
+  | { type: 'D'; enc: number; hash: Buffer; payload: Buffer }
+  | { type: 'E'; digest: Buffer; stats: AgentStats };
+
+export class AgentSession {
+  private stderr = '';
+  private exit: { code: number | null; signal?: string } | undefined;
+  readonly reader: StreamReader;
+
+  private constructor(readonly channel: ClientChannel) {
+    this.reader = new StreamReader(channel);
+    channel.stderr.on('data', (d: Buffer) => {
+      if (this.stderr.length < 65536) this.stderr += d.toString('utf8');
+    });
+    channel.on('exit', (code: number | null, signal?: string) => {
+      this.exit = { code, signal };
+    });
+    channel.on('error', () => undefined);
+  }
+
+  /** Start the agent and read its hello. */
+  static async start(conn: SshConnection, device: string, opts: { command?: string } = {}): Promise<{ session: AgentSession; hello: AgentHello }> {
+    const channel = await execChannel(conn.client, opts.command ?? agentCommand());
+    const session = new AgentSession(channel);
+    try {
+      const req = Buffer.from(JSON.stringify({ protocol: PROTOCOL_VERSION, device }), 'utf8');
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(req.length);
+      await session.write(Buffer.concat([agentCode(), len, req]));
+      const hello = await session.readHello();
+      return { session, hello };
+    } catch (err) {
+      session.close();
+      throw err;
+    }
+  }
+
+  private async readHello(): Promise<AgentHello> {
+    let tag: string;
+    try {
+      tag = (await this.reader.read(1)).toString('latin1');
+    } catch {
+      throw await this.deadAgentError('before its hello');
+    }
+    if (tag === 'X') throw classifyAgentMessage(await this.readString());
+    if (tag !== 'H') {
+      throw new ProtocolMismatchError(`the remote agent answered ${JSON.stringify(tag)} instead of a hello: not a dosvob agent of protocol ${PROTOCOL_VERSION}`);
+    }
+    const hello = JSON.parse(await this.readString()) as AgentHello;
+    if (hello.protocol !== PROTOCOL_VERSION) {
+      throw new ProtocolMismatchError(`remote agent speaks protocol ${hello.protocol}, this dosvob speaks ${PROTOCOL_VERSION}`);
+    }
+    return hello;
+  }
+
+  /** Send the job; `hashes` (if the job has them) are streamed concurrently with the caller reading records. */
+  async sendJob(job: AgentJob, hashChunks: Iterable<Buffer>): Promise<void> {
+    const body = Buffer.from(JSON.stringify(job), 'utf8');
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(body.length);
+    await this.write(Buffer.concat([len, body]));
+    if (job.hashes) for (const chunk of hashChunks) await this.write(chunk);
+  }
+
+  async next(): Promise<AgentRecord> {
+    let tag: string;
+    try {
+      tag = (await this.reader.read(1)).toString('latin1');
+    } catch {
+      throw await this.deadAgentError('mid-stream');
+    }
+    try {
+      switch (tag) {
+        case 'U':
+        case 'Z':
+          return { type: tag, count: (await this.reader.read(4)).readUInt32BE(0) };
+        case 'D': {
+          const head = await this.reader.read(37);
+          const len = head.readUInt32BE(0);
+          const enc = head[4]!;
+          const hash = Buffer.from(head.subarray(5, 37));
+          const payload = await this.reader.read(len);
+          return { type: 'D', enc, hash, payload };
+        }
+        case 'E': {
+          const digest = Buffer.from(await this.reader.read(32));
+          const stats = JSON.parse(await this.readString()) as AgentStats;
+          return { type: 'E', digest, stats };
+        }
+        case 'X':
+          throw classifyAgentMessage(await this.readString());
+        default:
+          throw new ProtocolMismatchError(`unexpected record ${JSON.stringify(tag)} from the remote agent`);
+      }
+    } catch (err) {
+      if (err instanceof RemoteAgentError || err instanceof ProtocolMismatchError) throw err;
+      throw await this.deadAgentError('mid-record');
+    }
+  }
+
+  private async readString(): Promise<string> {
+    const n = (await this.reader.read(4)).readUInt32BE(0);
+    return (await this.reader.read(n)).toString('utf8');
+  }
+
+  private write(buf: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.channel.destroyed || !this.channel.writable) return reject(new Error('channel closed'));
+      const ok = this.channel.write(buf, (err) => (err ? reject(err) : undefined));
+      if (ok) resolve();
+      else this.channel.once('drain', () => resolve());
+    });
+  }
+
+  /** Give the agent a moment to exit so its stderr/exit code explain the failure. */
+  private async deadAgentError(when: string): Promise<Error> {
+    for (let i = 0; i < 20 && !this.exit; i++) await new Promise((r) => setTimeout(r, 25));
+    const stderr = this.stderr.trim();
+    if (this.exit?.code === 127 || /python3?: (command )?not found|No such file or directory/i.test(stderr)) {
+      return new RemoteAgentError(`cannot run python3 on the droplet (exit ${this.exit?.code}): ${stderr || 'no output'}`, false);
+    }
+    const how = this.exit ? `exit ${this.exit.code ?? this.exit.signal}` : 'connection lost';
+    return new AgentGoneError(`remote agent stopped ${when} (${how})${stderr ? `: ${stderr.slice(0, 2000)}` : ''}`);
+  }
+
+  close(): void {
+    this.reader.fail(new Error('session closed'));
+    this.channel.destroy();
+  }
+}
+
+/** The agent's channel ended unexpectedly (typically: the connection dropped). Retryable. */
+export class AgentGoneError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AgentGoneError';
+  }
+}
+
+function classifyAgentMessage(msg: string): Error {
+  if (/protocol mismatch/i.test(msg)) return new ProtocolMismatchError(msg);
+  return new RemoteAgentError(`remote agent: ${msg}`, true);
+}

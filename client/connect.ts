@@ -1,0 +1,85 @@
+// Where dosvob's Temporal lives: TEMPORAL_ADDRESS (+ namespace, TLS, API key, following the SDK's
+// environment configuration) for a real cluster, or else the embedded local dev server.
+import { loadClientConnectConfig } from '@temporalio/envconfig';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import path from 'node:path';
+import { dataDir } from '../common/paths';
+import { isListening, startDevServer, type DevServer } from './temporal-server';
+
+export const EMBEDDED_ADDRESS = { ip: '127.0.0.1', port: 7233, uiPort: 8233 };
+
+export interface TemporalTarget {
+  client: Client;
+  connection: Connection;
+  /** For workers in this process. */
+  nativeConnection(): Promise<NativeConnection>;
+  namespace: string;
+  /** Base of the web UI, when known. */
+  uiUrl: string | undefined;
+  /** True when this process started (and owns) the dev server. */
+  embedded: boolean;
+  close(): Promise<void>;
+}
+
+export function usesExternalCluster(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(env.TEMPORAL_ADDRESS);
+}
+
+export async function connectTemporal(options: { log?: (line: string) => void } = {}): Promise<TemporalTarget> {
+  let server: DevServer | undefined;
+  let address: string;
+  let namespace: string;
+  let connectionOptions: Parameters<typeof Connection.connect>[0] = {};
+  let uiUrl: string | undefined;
+
+  if (usesExternalCluster()) {
+    const cfg = loadClientConnectConfig();
+    connectionOptions = cfg.connectionOptions as Parameters<typeof Connection.connect>[0];
+    address = cfg.connectionOptions.address ?? 'localhost:7233';
+    namespace = cfg.namespace ?? 'default';
+    uiUrl = process.env.DOSVOB_TEMPORAL_UI_URL;
+  } else {
+    const { ip, port, uiPort } = EMBEDDED_ADDRESS;
+    address = `${ip}:${port}`;
+    namespace = 'default';
+    uiUrl = `http://${ip}:${uiPort}`;
+    if (!(await isListening(ip, port))) {
+      const dir = dataDir();
+      options.log?.(`starting the local Temporal server (data in ${dir})...`);
+      server = await startDevServer({
+        ip,
+        port,
+        uiPort,
+        dbFile: path.join(dir, 'temporal.sqlite'),
+        logFile: path.join(dir, 'temporal-server.log'),
+      });
+    }
+  }
+  const connection = await Connection.connect({ ...connectionOptions, address });
+  const client = new Client({ connection, namespace });
+  let native: NativeConnection | undefined;
+  return {
+    client,
+    connection,
+    namespace,
+    uiUrl,
+    embedded: server !== undefined,
+    async nativeConnection() {
+      native ??= await NativeConnection.connect({
+        ...(connectionOptions as Parameters<typeof NativeConnection.connect>[0]),
+        address,
+      });
+      return native;
+    },
+    async close() {
+      await connection.close();
+      await native?.close();
+      await server?.stop();
+    },
+  };
+}
+
+export function workflowUiLink(uiUrl: string | undefined, namespace: string, workflowId: string, runId: string) {
+  return uiUrl ? `${uiUrl}/namespaces/${namespace}/workflows/${encodeURIComponent(workflowId)}/${runId}/history` : undefined;
+}

@@ -1,0 +1,167 @@
+// Helpers for the simulator's own tests.
+import { Client } from 'ssh2';
+import type { Simulator } from './simulator';
+
+export interface ApiAnswer {
+  status: number;
+  headers: Headers;
+  body: unknown;
+}
+
+/** One API request; `path` starts with /v2. */
+export async function api(
+  sim: Simulator,
+  method: string,
+  path: string,
+  body?: unknown,
+  token: string = sim.token,
+): Promise<ApiAnswer> {
+  const res = await fetch(`${sim.apiUrl}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+}
+
+/** Property access on an unknown JSON value: get(body, 'volume', 'id'). */
+export function get(value: unknown, ...keys: (string | number)[]): unknown {
+  let v = value;
+  for (const k of keys) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Record<string | number, unknown>)[k];
+  }
+  return v;
+}
+
+export const str = (value: unknown, ...keys: (string | number)[]): string => String(get(value, ...keys));
+export const num = (value: unknown, ...keys: (string | number)[]): number => Number(get(value, ...keys));
+
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 5000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Poll an action until it leaves in-progress. */
+export async function waitAction(sim: Simulator, actionId: number): Promise<string> {
+  return waitFor(`action ${actionId}`, async () => {
+    const r = await api(sim, 'GET', `/v2/actions/${actionId}`);
+    const status = str(r.body, 'action', 'status');
+    return status === 'in-progress' ? undefined : status;
+  });
+}
+
+export async function waitActive(sim: Simulator, dropletId: number): Promise<unknown> {
+  return waitFor(`droplet ${dropletId} active`, async () => {
+    const r = await api(sim, 'GET', `/v2/droplets/${dropletId}`);
+    return str(r.body, 'droplet', 'status') === 'active' ? r.body : undefined;
+  });
+}
+
+export interface ExecResult {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+  hostKey: Buffer;
+}
+
+/** Run one command over SSH; resolves with its output and the host key the server presented. */
+export function sshExec(
+  host: string,
+  port: number,
+  privateKey: string,
+  command: string,
+  onConnected?: (client: Client) => void,
+): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    let hostKey: Buffer = Buffer.alloc(0);
+    client
+      .on('ready', () => {
+        onConnected?.(client);
+        client.exec(command, (err, stream) => {
+          if (err) {
+            client.end();
+            reject(err);
+            return;
+          }
+          const out: Buffer[] = [];
+          let stderr = '';
+          let code: number | null = null;
+          stream.on('data', (d: Buffer) => out.push(d));
+          stream.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+          stream.on('exit', (c: number | null) => (code = c));
+          stream.on('close', () => {
+            client.end();
+            resolve({ code, stdout: Buffer.concat(out), stderr, hostKey });
+          });
+        });
+      })
+      .on('error', reject)
+      .on('close', () => reject(new Error('connection closed')))
+      .connect({
+        host,
+        port,
+        username: 'root',
+        privateKey,
+        readyTimeout: 5000,
+        hostVerifier: (key: Buffer) => {
+          hostKey = key;
+          return true;
+        },
+      });
+  });
+}
+
+/**
+ * python3 program printing a digest of a file's CONTENT that reads only its data extents (SEEK_DATA/
+ * SEEK_HOLE): sha256 over the size and every non-zero 4 KiB block with its offset. Equal bytes give equal
+ * digests however the zeros are stored, and a mostly empty GiB costs milliseconds. Usage: python3 -c P FILE
+ */
+export const CONTENT_DIGEST_PY = `
+import os, sys, hashlib
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.lseek(fd, 0, os.SEEK_END)
+h = hashlib.sha256(str(size).encode())
+zero = bytes(4096)
+off = 0
+while off < size:
+    try:
+        d = os.lseek(fd, off, os.SEEK_DATA)
+    except OSError:
+        break
+    e = os.lseek(fd, d, os.SEEK_HOLE)
+    pos = d - d % 4096
+    while pos < e:
+        blk = os.pread(fd, min(1 << 20, e - pos), pos)
+        if not blk:
+            break
+        for i in range(0, len(blk), 4096):
+            b = blk[i:i + 4096]
+            if b != zero[:len(b)]:
+                h.update((pos + i).to_bytes(8, 'big'))
+                h.update(b)
+        pos += len(blk)
+    off = max(e, pos)
+print(h.hexdigest())
+`;
+
+export async function contentDigest(file: string): Promise<string> {
+  const { execFile } = await import('node:child_process');
+  return new Promise((resolve, reject) => {
+    execFile('python3', ['-c', CONTENT_DIGEST_PY, file], (err, stdout) => (err ? reject(err) : resolve(stdout.trim())));
+  });
+}

@@ -1,0 +1,123 @@
+// An end-to-end harness: the suite's Temporal dev server, a DigitalOcean simulator, dosvob's real
+// workers (in this process) on task queues of the test's own, and a temporary backups directory.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { Config } from '../../common/config';
+import { DEFAULT_PRICES } from '../../common/pricing';
+import { createWorkers, installLogger, runWorkers } from '../../worker/worker';
+import type { BackupInput, BackupResult, Timings } from '../../workflows/types';
+import { startSimulator, type Simulator } from '../simulator';
+import type { SimulatorOptions } from '../simulator/types';
+import { connect, uniqueId, workflowBundle } from './temporal';
+
+/** Waits short enough for tests to run in seconds, long enough for a 2-core machine. */
+export const FAST_TIMINGS: Partial<Timings> = {
+  pollIntervalMs: 50,
+  apiStepTimeoutMs: 30_000,
+  dropletReadyTimeoutMs: 30_000,
+  transferHeartbeatTimeoutMs: 5_000,
+  transferTimeoutMs: 120_000,
+  retryInitialIntervalMs: 100,
+  retryMaximumIntervalMs: 1_000,
+};
+
+export interface Harness {
+  sim: Simulator;
+  client: Client;
+  native: NativeConnection;
+  config: Config;
+  taskQueue: string;
+  backupsDir: string;
+  /** Start dosvob's workers (again, after a `stopWorkers`). */
+  startWorkers(): Promise<void>;
+  stopWorkers(): Promise<void>;
+  start(input?: BackupInput, workflowId?: string): Promise<WorkflowHandle>;
+  run(input?: BackupInput): Promise<BackupResult>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(
+  options: { sim?: SimulatorOptions; config?: Partial<Config>; regions?: string[] } = {},
+): Promise<Harness> {
+  installLogger(process.env.DOSVOB_LOG_LEVEL ?? 'WARN');
+  const sim = await startSimulator({
+    actionDelayMs: 30,
+    dropletActiveDelayMs: 100,
+    snapshotIntervalMs: 0,
+    ...options.sim,
+  });
+  const { client, connection, native } = await connect();
+  const backupsDir = mkdtempSync(path.join(tmpdir(), 'dosvob-backups-'));
+  const taskQueue = uniqueId('dosvob-test');
+  const config: Config = {
+    doToken: sim.token,
+    apiUrl: sim.apiUrl,
+    regions: options.regions ?? ['nyc3'],
+    healthchecks: undefined,
+    backupsDir,
+    include: ['*'],
+    exclude: [],
+    dropletSize: 's-1vcpu-1gb',
+    dropletImage: 'debian-12-x64',
+    concurrency: 2,
+    blockSize: undefined,
+    keySecret: randomBytes(32).toString('hex'),
+    storeTaskQueue: `${taskQueue}-store`,
+    sshPort: sim.options.sshPort,
+    schedule: '4h',
+    prices: DEFAULT_PRICES,
+    sourcePath: undefined,
+    ...options.config,
+  };
+  let workers: Worker[] = [];
+  let running: Promise<void> | undefined;
+
+  const harness: Harness = {
+    sim,
+    client,
+    native,
+    config,
+    taskQueue,
+    backupsDir,
+    async startWorkers() {
+      workers = await createWorkers({
+        connection: native,
+        namespace: 'default',
+        config,
+        taskQueue,
+        workflowBundle: workflowBundle(),
+        options: { shutdownGraceTime: '1s' },
+      });
+      running = runWorkers(workers);
+    },
+    async stopWorkers() {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await running;
+      workers = [];
+    },
+    async start(input: BackupInput = {}, workflowId = uniqueId('backup')) {
+      return client.workflow.start('backupWorkflow', {
+        taskQueue,
+        workflowId,
+        args: [{ ...input, timings: { ...FAST_TIMINGS, ...input.timings } }],
+      });
+    },
+    async run(input: BackupInput = {}) {
+      const handle = await harness.start(input);
+      return (await handle.result()) as BackupResult;
+    },
+    async close() {
+      await harness.stopWorkers();
+      await connection.close();
+      await native.close();
+      await sim.close();
+      rmSync(backupsDir, { recursive: true, force: true });
+    },
+  };
+  await harness.startWorkers();
+  return harness;
+}

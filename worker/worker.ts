@@ -1,0 +1,90 @@
+// dosvob's workers. One process can poll both queues (the embedded default), or only one:
+// the main queue (the workflow and DigitalOcean activities, on any machine) or the store queue
+// (the transfer, only on the machine that holds the backups directory).
+import { NativeConnection, Runtime, Worker, type WorkerOptions, DefaultLogger } from '@temporalio/worker';
+import type { Config } from '../common/config';
+import { dataDir } from '../common/paths';
+import { MAIN_TASK_QUEUE } from '../common/task-queues';
+import { createDoApi } from '../activities/digitalocean/api';
+import { createDigitalOceanActivities } from '../activities/digitalocean/activities';
+import { loadOrCreateKeySecret, deriveRunKey } from '../activities/run-keys';
+import { createSettingsActivities } from '../activities/settings';
+import { createTransferActivities } from '../activities/transfer/activity';
+
+export type WorkerRole = 'all' | 'main' | 'store';
+
+export interface WorkerSetup {
+  connection: NativeConnection;
+  namespace: string;
+  config: Config;
+  role?: WorkerRole;
+  /** The main queue (workflow + DigitalOcean activities); tests isolate themselves with their own. */
+  taskQueue?: string;
+  /** A prebuilt workflow bundle (tests build it once); otherwise workflows/ is bundled at start. */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  /** Extra worker options (tests shorten shutdown grace, etc.). */
+  options?: Partial<WorkerOptions>;
+}
+
+let loggerInstalled = false;
+
+/** Keep the SDK's logs to warnings unless asked: a CLI user wants progress, not internals. */
+export function installLogger(level = process.env.DOSVOB_LOG_LEVEL ?? 'WARN'): void {
+  if (loggerInstalled) return;
+  loggerInstalled = true;
+  Runtime.install({ logger: new DefaultLogger(level as 'WARN') });
+}
+
+export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
+  const { config, connection, namespace } = setup;
+  const role = setup.role ?? 'all';
+  const keySecret = loadOrCreateKeySecret(config.keySecret, dataDir());
+  const workers: Worker[] = [];
+  const shared: Partial<WorkerOptions> = { shutdownGraceTime: '10s', ...setup.options };
+
+  if (role === 'all' || role === 'main') {
+    const api = createDoApi({ token: config.doToken, apiUrl: config.apiUrl });
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace,
+        taskQueue: setup.taskQueue ?? MAIN_TASK_QUEUE,
+        ...(setup.workflowBundle
+          ? { workflowBundle: setup.workflowBundle }
+          : { workflowsPath: require.resolve('../workflows') }),
+        activities: {
+          ...createSettingsActivities(config),
+          ...createDigitalOceanActivities({ api, keySecret, sshPort: config.sshPort }),
+        },
+        ...shared,
+      }),
+    );
+  }
+  if (role === 'all' || role === 'store') {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace,
+        taskQueue: config.storeTaskQueue,
+        // One transfer per volume at a time is enforced by the store's lock; this bounds disk load.
+        maxConcurrentActivityTaskExecutions: Math.max(1, config.concurrency),
+        activities: createTransferActivities({
+          backupsDir: config.backupsDir,
+          resolveClientKey: (runId: string) => deriveRunKey(keySecret, runId, 'client').privateKey,
+        }),
+        ...shared,
+      }),
+    );
+  }
+  return workers;
+}
+
+/** Run workers until `signal` aborts (or one fails). */
+export async function runWorkers(workers: Worker[], signal?: AbortSignal): Promise<void> {
+  if (signal) {
+    const stop = () => workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());
+    if (signal.aborted) stop();
+    signal.addEventListener('abort', stop, { once: true });
+  }
+  await Promise.all(workers.map((w) => w.run()));
+}

@@ -1,0 +1,2 @@
+// The workflow bundle's entry point: every workflow type dosvob registers.
+export { backupWorkflow, progressQuery } from './backup';

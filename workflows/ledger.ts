@@ -1,0 +1,81 @@
+// Everything a run has created, recorded before each create so that teardown can find it by its
+// deterministic name even if the worker died before the create returned an id.
+// Workflow-side state: deterministic, no I/O.
+import type { ResourceRef } from '../activities/digitalocean/activities';
+import type { ResourceSeconds } from '../common/pricing';
+
+interface Entry {
+  ref: ResourceRef;
+  sizeGib: number;
+  createdAt: number;
+  deletedAt?: number;
+}
+
+export interface Attachment {
+  volumeId: string;
+  dropletId: string;
+  region: string;
+}
+
+/** A handle to one ledger entry. */
+export type LedgerKey = number;
+
+export class Ledger {
+  private readonly entries: Entry[] = [];
+  private readonly attached: Attachment[] = [];
+
+  record(ref: ResourceRef, sizeGib: number): LedgerKey {
+    this.entries.push({ ref: { ...ref }, sizeGib, createdAt: Date.now() });
+    return this.entries.length - 1;
+  }
+
+  created(key: LedgerKey, id: string): void {
+    this.entry(key).ref.id = id;
+  }
+
+  deleted(key: LedgerKey | ResourceRef, at: number): void {
+    const entry = typeof key === 'number' ? this.entry(key) : this.entries.find((e) => e.ref === key);
+    if (entry && entry.deletedAt === undefined) entry.deletedAt = at;
+  }
+
+  ref(key: LedgerKey): ResourceRef {
+    return this.entry(key).ref;
+  }
+
+  /** Resources not yet deleted, as references (the same objects, so `deleted(ref)` marks them). */
+  live(): ResourceRef[] {
+    return this.entries.filter((e) => e.deletedAt === undefined).map((e) => e.ref);
+  }
+
+  attach(a: Attachment): void {
+    this.attached.push(a);
+  }
+
+  detached(a: Attachment): void {
+    const i = this.attached.indexOf(a);
+    if (i >= 0) this.attached.splice(i, 1);
+  }
+
+  attachments(): Attachment[] {
+    return [...this.attached];
+  }
+
+  /** Resource-seconds for the cost estimate, from workflow time (deterministic). */
+  resourceSeconds(now: number): ResourceSeconds {
+    const usage: ResourceSeconds = { dropletSeconds: 0, volumeGibSeconds: 0, snapshotGibSeconds: 0 };
+    for (const e of this.entries) {
+      if (e.ref.id === undefined) continue;
+      const seconds = ((e.deletedAt ?? now) - e.createdAt) / 1000;
+      if (e.ref.kind === 'droplet') usage.dropletSeconds += seconds;
+      if (e.ref.kind === 'volume') usage.volumeGibSeconds += seconds * e.sizeGib;
+      if (e.ref.kind === 'snapshot') usage.snapshotGibSeconds += seconds * e.sizeGib;
+    }
+    return usage;
+  }
+
+  private entry(key: LedgerKey): Entry {
+    const entry = this.entries[key];
+    if (!entry) throw new Error(`no ledger entry ${key}`);
+    return entry;
+  }
+}

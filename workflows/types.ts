@@ -1,0 +1,91 @@
+// The backup workflow's input, progress and result: plain data, no secrets.
+import type { ResourceSeconds } from '../common/pricing';
+
+/** Every wait the workflow makes, so tests can run in seconds. Production defaults in DEFAULT_TIMINGS. */
+export interface Timings {
+  /** Between polls of droplet status, actions and SSH readiness. */
+  pollIntervalMs: number;
+  /** A single DigitalOcean API step (including its own polling). */
+  apiStepTimeoutMs: number;
+  /** Droplet creation to SSH answering with the pinned key. */
+  dropletReadyTimeoutMs: number;
+  /** A transfer that stops heartbeating this long is retried (from its last heartbeat). */
+  transferHeartbeatTimeoutMs: number;
+  transferTimeoutMs: number;
+  /** Retry backoff of DigitalOcean calls. */
+  retryInitialIntervalMs: number;
+  retryMaximumIntervalMs: number;
+  /** Attempts of one API step (5xx, timeouts, errored actions) before the volume is reported failed. */
+  apiMaximumAttempts: number;
+  /** Attempts of one cleanup step: leftovers cost money, so these persist longer. */
+  cleanupMaximumAttempts: number;
+  transferMaximumAttempts: number;
+}
+
+export const DEFAULT_TIMINGS: Timings = {
+  pollIntervalMs: 5_000,
+  apiStepTimeoutMs: 10 * 60_000,
+  dropletReadyTimeoutMs: 10 * 60_000,
+  transferHeartbeatTimeoutMs: 60_000,
+  transferTimeoutMs: 24 * 3600_000,
+  retryInitialIntervalMs: 1_000,
+  retryMaximumIntervalMs: 60_000,
+  apiMaximumAttempts: 8,
+  cleanupMaximumAttempts: 30,
+  transferMaximumAttempts: 10,
+};
+
+/** What may be overridden per run; the rest comes from the worker's conf.json. */
+export interface BackupInput {
+  regions?: string[];
+  include?: string[];
+  exclude?: string[];
+  timings?: Partial<Timings>;
+}
+
+export type VolumeStep =
+  | 'waiting'
+  | 'snapshot'
+  | 'copy'
+  | 'attach'
+  | 'transfer'
+  | 'detach'
+  | 'delete copy'
+  | 'delete snapshot'
+  | 'done'
+  | 'failed';
+
+export interface VolumeProgress {
+  name: string;
+  region: string;
+  step: VolumeStep;
+  sizeBytes: number;
+}
+
+export interface RunProgress {
+  phase: 'planning' | 'sweeping' | 'preparing' | 'backing up' | 'cleaning up' | 'finished';
+  volumes: VolumeProgress[];
+}
+
+export interface VolumeOutcome {
+  name: string;
+  region: string;
+  ok: boolean;
+  error?: string;
+  bytesRead: number;
+  bytesTransferred: number;
+  blocksChanged: number;
+  durationMs: number;
+  image?: string;
+}
+
+export interface BackupResult {
+  run: string;
+  volumes: VolumeOutcome[];
+  swept: string[];
+  deleted: string[];
+  durationMs: number;
+  resourceSeconds: ResourceSeconds;
+  estimatedCostUsd: number;
+  message: string;
+}
