@@ -51,7 +51,7 @@ void test('a snapshot freezes the bytes; it is a sparse copy', async () => {
   await sim.writeVolume(v.id, GIB + 12345, Buffer.from('middle'));
   const t0 = Date.now();
   const s1 = await snapshot(v.id, 'first');
-  assert.ok(Date.now() - t0 < 2000, 'a mostly empty 2 GiB snapshot is quick');
+  assert.ok(Date.now() - t0 < 5000, 'a mostly empty 2 GiB snapshot is quick');
   const sst = await fs.stat(sim.snapshotFile(s1));
   assert.equal(sst.size, 2 * GIB);
   assert.ok(sst.blocks * 512 < 8 * 1024 * 1024, `snapshot allocates ${sst.blocks * 512} bytes`);

@@ -98,7 +98,7 @@ void test('failNextRequests and serverErrorRate answer 5xx without doing anythin
 });
 
 void test('slow answers outlast a client timeout; the operation still happens', async () => {
-  const s = await sim({ faults: { slowRate: 1, slowMs: 400, only: ['POST /v2/account/keys'] } });
+  const s = await sim({ faults: { slowRate: 1, slowMs: 1000, only: ['POST /v2/account/keys'] } });
   const { generateEd25519 } = await import('../support/exec-ssh-server');
   const key = generateEd25519();
   await assert.rejects(
@@ -109,12 +109,12 @@ void test('slow answers outlast a client timeout; the operation still happens', 
       signal: AbortSignal.timeout(100),
     }),
   );
-  await new Promise((r) => setTimeout(r, 400));
-  assert.equal(s.liveResources().sshKeys.length, 1);
+  assert.equal(s.liveResources().sshKeys.length, 1, 'done before the answer');
+  await new Promise((r) => setTimeout(r, 1000));
   assert.equal(s.callLog.at(-1)?.fault, 'slow');
   const t0 = Date.now();
   assert.equal((await api(s, 'GET', '/v2/account')).status, 200);
-  assert.ok(Date.now() - t0 < 300, 'unmatched endpoints stay fast');
+  assert.ok(Date.now() - t0 < 800, 'unmatched endpoints stay fast');
 });
 
 void test('429 bursts: every N requests, M answers of 429', async () => {

@@ -42,68 +42,80 @@ const attach = (volumeId: string, dropletId: number) =>
 const detach = (volumeId: string, dropletId: number) =>
   api(sim, 'POST', `/v2/volumes/${volumeId}/actions`, { type: 'detach', droplet_id: dropletId });
 
-void test('droplet: new without IPv4, then active with it; its create action completes', async () => {
-  const id = await droplet('status-1');
-  assert.equal(typeof id, 'number');
-  const now = await api(sim, 'GET', `/v2/droplets/${id}`);
-  assert.equal(str(now.body, 'droplet', 'status'), 'new');
-  assert.deepEqual(get(now.body, 'droplet', 'networks', 'v4'), []);
-  const active = await waitActive(sim, id);
-  const ips = (get(active, 'droplet', 'networks', 'v4') as unknown[]).map(
-    (n) => `${str(n, 'type')}:${str(n, 'ip_address')}`,
-  );
-  assert.ok(
-    ips.some((ip) => /^public:127\.\d+\.\d+\.\d+$/.test(ip)),
-    ips.join(),
-  );
-  const actions = await api(sim, 'GET', `/v2/droplets/${id}/actions`);
-  assert.equal(str(actions.body, 'actions', 0, 'type'), 'create');
-  assert.equal(str(actions.body, 'actions', 0, 'status'), 'completed');
-});
+/** Delays long enough to observe the in-between states on a loaded machine. */
+async function slowly(fn: () => Promise<void>): Promise<void> {
+  sim.configure({ actionDelayMs: 300, dropletActiveDelayMs: 300 });
+  try {
+    await fn();
+  } finally {
+    sim.configure({ actionDelayMs: 40, dropletActiveDelayMs: 40 });
+  }
+}
 
-void test('attach/detach: in-progress then completed; state changes only on completion', async () => {
-  const d = await droplet('attach-1');
-  const v = await volume('attach-vol-1');
-  // a droplet still being created has a pending event
-  const early = await attach(v, d);
-  assert.equal(early.status, 422);
-  assert.equal(str(early.body, 'message'), 'Droplet already has a pending event');
-  await waitActive(sim, d);
+void test('droplet: new without IPv4, then active with it; its create action completes', () =>
+  slowly(async () => {
+    const id = await droplet('status-1');
+    assert.equal(typeof id, 'number');
+    const now = await api(sim, 'GET', `/v2/droplets/${id}`);
+    assert.equal(str(now.body, 'droplet', 'status'), 'new');
+    assert.deepEqual(get(now.body, 'droplet', 'networks', 'v4'), []);
+    const active = await waitActive(sim, id);
+    const ips = (get(active, 'droplet', 'networks', 'v4') as unknown[]).map(
+      (n) => `${str(n, 'type')}:${str(n, 'ip_address')}`,
+    );
+    assert.ok(
+      ips.some((ip) => /^public:127\.\d+\.\d+\.\d+$/.test(ip)),
+      ips.join(),
+    );
+    const actions = await api(sim, 'GET', `/v2/droplets/${id}/actions`);
+    assert.equal(str(actions.body, 'actions', 0, 'type'), 'create');
+    assert.equal(str(actions.body, 'actions', 0, 'status'), 'completed');
+  }));
 
-  const a = await attach(v, d);
-  assert.equal(a.status, 202);
-  assert.equal(str(a.body, 'action', 'type'), 'attach_volume');
-  assert.equal(str(a.body, 'action', 'resource_type'), 'volume');
-  assert.equal(get(a.body, 'action', 'resource_id'), null);
-  assert.deepEqual(get((await api(sim, 'GET', `/v2/volumes/${v}`)).body, 'volume', 'droplet_ids'), []);
-  // one pending action per droplet
-  const v2 = await volume('attach-vol-2');
-  const busy = await attach(v2, d);
-  assert.equal(busy.status, 422);
-  assert.equal(str(busy.body, 'message'), 'Droplet already has a pending event');
-  assert.equal(await waitAction(sim, num(a.body, 'action', 'id')), 'completed');
-  assert.deepEqual(get((await api(sim, 'GET', `/v2/volumes/${v}`)).body, 'volume', 'droplet_ids'), [d]);
-  assert.deepEqual(get((await api(sim, 'GET', `/v2/droplets/${d}`)).body, 'droplet', 'volume_ids'), [v]);
+void test('attach/detach: in-progress then completed; state changes only on completion', () =>
+  slowly(async () => {
+    const d = await droplet('attach-1');
+    const v = await volume('attach-vol-1');
+    // a droplet still being created has a pending event
+    const early = await attach(v, d);
+    assert.equal(early.status, 422);
+    assert.equal(str(early.body, 'message'), 'Droplet already has a pending event');
+    await waitActive(sim, d);
 
-  // attached elsewhere, already attached, wrong region, deleting an attached volume
-  const other = await droplet('attach-2');
-  await waitActive(sim, other);
-  assert.equal((await attach(v, other)).status, 422);
-  assert.equal((await attach(v, d)).status, 422);
-  const far = await volume('attach-far', 'sfo3');
-  assert.equal((await attach(far, d)).status, 422);
-  assert.equal((await api(sim, 'DELETE', `/v2/volumes/${v}`)).status, 409);
-  assert.equal((await api(sim, 'DELETE', `/v2/volumes?name=attach-vol-1&region=nyc1`)).status, 409);
+    const a = await attach(v, d);
+    assert.equal(a.status, 202);
+    assert.equal(str(a.body, 'action', 'type'), 'attach_volume');
+    assert.equal(str(a.body, 'action', 'resource_type'), 'volume');
+    assert.equal(get(a.body, 'action', 'resource_id'), null);
+    assert.deepEqual(get((await api(sim, 'GET', `/v2/volumes/${v}`)).body, 'volume', 'droplet_ids'), []);
+    // one pending action per droplet
+    const v2 = await volume('attach-vol-2');
+    const busy = await attach(v2, d);
+    assert.equal(busy.status, 422);
+    assert.equal(str(busy.body, 'message'), 'Droplet already has a pending event');
+    assert.equal(await waitAction(sim, num(a.body, 'action', 'id')), 'completed');
+    assert.deepEqual(get((await api(sim, 'GET', `/v2/volumes/${v}`)).body, 'volume', 'droplet_ids'), [d]);
+    assert.deepEqual(get((await api(sim, 'GET', `/v2/droplets/${d}`)).body, 'droplet', 'volume_ids'), [v]);
 
-  // detach
-  assert.equal((await detach(v2, d)).status, 422); // not attached
-  const det = await detach(v, d);
-  assert.equal(det.status, 202);
-  assert.equal(str(det.body, 'action', 'type'), 'detach_volume');
-  assert.equal(await waitAction(sim, num(det.body, 'action', 'id')), 'completed');
-  assert.deepEqual(get((await api(sim, 'GET', `/v2/volumes/${v}`)).body, 'volume', 'droplet_ids'), []);
-  assert.equal((await api(sim, 'DELETE', `/v2/volumes/${v}`)).status, 204);
-});
+    // attached elsewhere, already attached, wrong region, deleting an attached volume
+    const other = await droplet('attach-2');
+    await waitActive(sim, other);
+    assert.equal((await attach(v, other)).status, 422);
+    assert.equal((await attach(v, d)).status, 422);
+    const far = await volume('attach-far', 'sfo3');
+    assert.equal((await attach(far, d)).status, 422);
+    assert.equal((await api(sim, 'DELETE', `/v2/volumes/${v}`)).status, 409);
+    assert.equal((await api(sim, 'DELETE', `/v2/volumes?name=attach-vol-1&region=nyc1`)).status, 409);
+
+    // detach
+    assert.equal((await detach(v2, d)).status, 422); // not attached
+    const det = await detach(v, d);
+    assert.equal(det.status, 202);
+    assert.equal(str(det.body, 'action', 'type'), 'detach_volume');
+    assert.equal(await waitAction(sim, num(det.body, 'action', 'id')), 'completed');
+    assert.deepEqual(get((await api(sim, 'GET', `/v2/volumes/${v}`)).body, 'volume', 'droplet_ids'), []);
+    assert.equal((await api(sim, 'DELETE', `/v2/volumes/${v}`)).status, 204);
+  }));
 
 void test('an errored action changes nothing; a droplet can be stuck in new', async () => {
   const d = await droplet('fault-1');

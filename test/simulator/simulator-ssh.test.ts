@@ -144,7 +144,7 @@ void test('a volume is at its device path only while attached', async () => {
   const dev = devicePath('scratch');
   const exists = async (): Promise<boolean> => (await sshExec(ip, port, user.privateKey, `test -e ${dev}`)).code === 0;
   assert.equal(await exists(), false);
-  sim.configure({ actionDelayMs: 400 });
+  sim.configure({ actionDelayMs: 1000 });
   const a = await api(sim, 'POST', `/v2/volumes/${v.id}/actions`, { type: 'attach', droplet_id: id });
   assert.equal(await exists(), false, 'not while the attach is in progress');
   assert.equal(await waitAction(sim, num(a.body, 'action', 'id')), 'completed');
