@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import type { BackupResult } from '../../workflows/types';
 import { startHarness, type Harness } from '../support/harness';
 import { randomData, sameBytes } from '../support/bytes';
+import { assertNoSecrets, historyJson, maybeRecordHistory } from '../support/history';
 
 const MiB = 1 << 20;
 
@@ -47,12 +48,16 @@ describe('backup workflow', () => {
   }
 
   it('backs up every volume in two regions, byte for byte, and leaves nothing behind', async () => {
-    const result = await h.run();
+    const handle = await h.start();
+    const result = (await handle.result()) as BackupResult;
     assert.equal(result.volumes.length, 3);
     await assertImagesMatchSources(result);
     assertNothingLeft();
     assert.equal(h.sim.creationCounts().droplets, 2, 'one droplet per region');
     assert.ok(result.estimatedCostUsd > 0);
+    const history = await historyJson(handle);
+    assertNoSecrets(history, [h.config.doToken, h.config.keySecret ?? '']);
+    maybeRecordHistory('backup-two-regions', history);
   });
 
   it('an incremental run transfers little more than the changed bytes', async () => {
