@@ -6,19 +6,24 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  ChildWorkflowCancellationType,
+  ParentClosePolicy,
   defineQuery,
   isCancellation,
   log,
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  startChild,
   workflowInfo,
 } from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { DigitalOceanActivities, DropletReady, ResourceRef, SourceVolume } from '../activities/digitalocean/activities';
 import type { RunSettings, SettingsActivities } from '../activities/settings';
 import type { TransferActivities } from '../activities/transfer/activity';
 import { devicePath, names, runKey } from '../common/names';
 import { estimateCostUsd } from '../common/pricing';
+import { BACKUP_WORKFLOW_ID } from '../common/task-queues';
 import { Ledger } from './ledger';
 import { formatBytes, limitConcurrency } from './util';
 import {
@@ -71,7 +76,44 @@ function reason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * One backup run at a time, whoever starts it: the run itself always has the workflow id
+ * `singletonId` ("dosvob-backup"), which Temporal never lets two running workflows share.
+ * Started under any other id (a Temporal Schedule appends the time to its ids), this workflow
+ * launches the run as a child with that id, or reports "skipped" when one is already running.
+ */
 export async function backupWorkflow(input: BackupInput = {}): Promise<BackupResult> {
+  const singletonId = input.singletonId ?? BACKUP_WORKFLOW_ID;
+  if (workflowInfo().workflowId === singletonId) return runBackup(input);
+  try {
+    const child = await startChild(backupWorkflow, {
+      workflowId: singletonId,
+      args: [input],
+      // Cancelling the launcher cancels the run, whose cleanup then still runs.
+      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+      cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+    });
+    return await child.result();
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    const message = `skipped: backup run ${singletonId} is already in progress`;
+    log.info(message);
+    setCurrentDetails(message);
+    return {
+      run: '',
+      skipped: true,
+      volumes: [],
+      swept: [],
+      deleted: [],
+      durationMs: 0,
+      resourceSeconds: { dropletSeconds: 0, volumeGibSeconds: 0, snapshotGibSeconds: 0 },
+      estimatedCostUsd: 0,
+      message,
+    };
+  }
+}
+
+async function runBackup(input: BackupInput): Promise<BackupResult> {
   const t: Timings = { ...DEFAULT_TIMINGS, ...input.timings };
   const { runId, startTime } = workflowInfo();
   const run = runKey(runId);

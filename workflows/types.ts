@@ -41,6 +41,8 @@ export interface BackupInput {
   include?: string[];
   exclude?: string[];
   timings?: Partial<Timings>;
+  /** The workflow id that makes runs exclusive; default "dosvob-backup" (tests use their own). */
+  singletonId?: string;
 }
 
 export type VolumeStep =
@@ -81,6 +83,8 @@ export interface VolumeOutcome {
 
 export interface BackupResult {
   run: string;
+  /** True when another run was in progress and this start did nothing. */
+  skipped?: boolean;
   volumes: VolumeOutcome[];
   swept: string[];
   deleted: string[];

@@ -82,8 +82,8 @@ export interface SyncVolumeOptions {
   /** Block size of a new store (an existing store keeps its own). */
   blockSize?: number;
   /**
-   * Parallel exec channels (each has its own SSH window: needed on long fat links). Default: 1 when the TCP handshake
-   * took under 8 ms (one 2 MiB window then carries >= 250 MB/s, a droplet's 2 Gbit/s; more agents would only cost
+   * Parallel exec channels (each has its own SSH window: needed on long fat links). Default: 1 when the round trip (TCP handshake or SSH
+   * channel open, whichever is larger) is under 8 ms (one 2 MiB window then carries >= 250 MB/s, a droplet's 2 Gbit/s; more agents would only cost
    * CPU), DEFAULT_STRIPES otherwise.
    */
   stripes?: number;
@@ -371,7 +371,7 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
       if (opts.resumeHint) log(`resume hint ${opts.resumeHint.stagingId} has no matching staging on disk: starting over`);
       await store.discardStaging();
       await mkdir(store.paths.staging, { recursive: true });
-      const nStripes = Math.max(1, Math.min(opts.stripes ?? (firstConn.rttMs < 8 ? 1 : DEFAULT_STRIPES), 64));
+      const nStripes = Math.max(1, Math.min(opts.stripes ?? (Math.max(firstConn.rttMs, first.rttMs) < 8 ? 1 : DEFAULT_STRIPES), 64));
       const segmentBlocks = Math.max(1, Math.floor((opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES) / blockSize));
       plan = {
         formatVersion: STORE_FORMAT_VERSION,

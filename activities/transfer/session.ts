@@ -56,8 +56,16 @@ export class AgentSession {
   }
 
   /** Start the agent and read its hello. */
-  static async start(conn: SshConnection, device: string, opts: { command?: string } = {}): Promise<{ session: AgentSession; hello: AgentHello }> {
+  static async start(
+    conn: SshConnection,
+    device: string,
+    opts: { command?: string } = {},
+  ): Promise<{ session: AgentSession; hello: AgentHello; rttMs: number }> {
+    const t0 = performance.now();
     const channel = await execChannel(conn.client, opts.command ?? agentCommand());
+    // Opening a channel and a wanted-reply exec request: two round trips at the SSH level (a TCP-terminating
+    // middlebox hides the real RTT from the TCP handshake, not from this).
+    const rttMs = (performance.now() - t0) / 2;
     const session = new AgentSession(channel);
     try {
       const req = Buffer.from(JSON.stringify({ protocol: PROTOCOL_VERSION, device }), 'utf8');
@@ -65,7 +73,7 @@ export class AgentSession {
       len.writeUInt32BE(req.length);
       await session.write(Buffer.concat([agentCode(), len, req]));
       const hello = await session.readHello();
-      return { session, hello };
+      return { session, hello, rttMs };
     } catch (err) {
       session.close();
       throw err;

@@ -351,7 +351,7 @@ async function runRsync(link: Link, scenario: string, src: string, dst: string):
   const server = await startSshd('127.0.0.1');
   const proxy = link.rateMbit !== null ? await startProxy(server.port, link) : undefined;
   const e = ['ssh', ...sshArgs(proxy?.port ?? server.port)].join(' ');
-  const t = await timed(['rsync', '--inplace', '--no-whole-file', '--stats', '-e', e, `root@127.0.0.1:${src}`, dst]);
+  const t = await timed(['rsync', '--inplace', '--no-whole-file', '--ignore-times', '--stats', '-e', e, `root@127.0.0.1:${src}`, dst]);
   const proxied = await proxy?.stop();
   const srv = await server.stop();
   if (t.code !== 0) throw new Error(`rsync failed: ${t.stderr}`);
@@ -543,15 +543,15 @@ async function main(): Promise<void> {
         notes.push(`${l}: FAILED: ${err instanceof Error ? err.message : String(err)}`);
         process.stderr.write(`${l} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       }
-      writeReport(started, false);
+      writeReport(started);
     }
   } finally {
     rmSync(WORK, { recursive: true, force: true });
   }
-  process.stdout.write(`${writeReport(started, true)}\n`);
+  process.stdout.write(`${writeReport(started)}\n`);
 }
 
-function writeReport(started: number, final: boolean): string {
+function writeReport(started: number): string {
   const cpu = execFileSync('sh', ['-c', "nproc; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], { encoding: 'utf8' }).trim().split('\n');
   const md = [
     '# dosvob transfer benchmark',
@@ -561,6 +561,7 @@ function writeReport(started: number, final: boolean): string {
       `incremental changes ${REWRITE.length} data regions rewritten + ${FILL.length} zero regions filled (${(CHANGED_BYTES / MiB).toFixed(0)} MiB). ` +
       `dosvob defaults: 1 MiB blocks, stripes auto (1 below 8 ms RTT, else 4), compression auto. Bench took ${((Date.now() - started) / 1000).toFixed(0)} s.`,
     '',
+    'rsync runs with --inplace --no-whole-file plus --ignore-times (a disk image\'s size and mtime say nothing about its content; without it rsync may skip a changed image within the same second).',
     'Wall for dosvob is the transfer call inside its process (SSH connect, agent start, transfer, commit); "process wall" in notes adds Node+tsx start-up.',
     'rsync and ssh cat walls are whole processes. CPU and peak RSS come from GNU time: "server" is the whole SSH server process tree ' +
       '(OpenSSH sshd + rsync --server, or the ssh2 exec server + python agents).',
@@ -575,7 +576,6 @@ function writeReport(started: number, final: boolean): string {
     ...(notes.length ? ['## Notes', '', ...notes.map((n) => `- ${n}`), ''] : []),
   ].join('\n');
   writeFileSync(OUT, md);
-  void final;
   return md;
 }
 

@@ -103,7 +103,7 @@ export async function startHarness(
       return client.workflow.start('backupWorkflow', {
         taskQueue,
         workflowId,
-        args: [{ ...input, timings: { ...FAST_TIMINGS, ...input.timings } }],
+        args: [{ singletonId: workflowId, ...input, timings: { ...FAST_TIMINGS, ...input.timings } }],
       });
     },
     async run(input: BackupInput = {}) {

@@ -21,7 +21,15 @@ export function assertNoSecrets(history: string, secrets: readonly string[]): vo
   }
 }
 
-/** With DOSVOB_RECORD_HISTORIES=1, save a history for the replay tests (test/histories/NAME.json). */
-export function maybeRecordHistory(name: string, history: string): void {
-  if (process.env.DOSVOB_RECORD_HISTORIES === '1') writeFileSync(path.join(HISTORIES_DIR, `${name}.json`), history);
+/**
+ * With DOSVOB_RECORD_HISTORIES=1, save a history for the replay tests as test/histories/NAME@WORKFLOW-ID.json
+ * (the workflow id is not part of a history, and the workflow's behaviour depends on it).
+ */
+export function maybeRecordHistory(name: string, workflowId: string, history: string): void {
+  if (process.env.DOSVOB_RECORD_HISTORIES !== '1') return;
+  writeFileSync(path.join(HISTORIES_DIR, `${name}@${workflowId}.json`), history);
+}
+
+export function workflowIdOfHistoryFile(file: string): string {
+  return path.basename(file, '.json').split('@').pop() ?? file;
 }

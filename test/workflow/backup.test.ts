@@ -57,7 +57,7 @@ describe('backup workflow', () => {
     assert.ok(result.estimatedCostUsd > 0);
     const history = await historyJson(handle);
     assertNoSecrets(history, [h.config.doToken, h.config.keySecret ?? '']);
-    maybeRecordHistory('backup-two-regions', history);
+    maybeRecordHistory('backup-two-regions', handle.workflowId, history);
   });
 
   it('an incremental run transfers little more than the changed bytes', async () => {

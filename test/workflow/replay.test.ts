@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { Worker } from '@temporalio/worker';
-import { HISTORIES_DIR } from '../support/history';
+import { HISTORIES_DIR, workflowIdOfHistoryFile } from '../support/history';
 import { workflowBundle } from '../support/temporal';
 
 describe('replay of saved histories', () => {
@@ -19,7 +19,7 @@ describe('replay of saved histories', () => {
   for (const file of files) {
     it(`replays ${file} deterministically`, async () => {
       const history: unknown = JSON.parse(readFileSync(path.join(HISTORIES_DIR, file), 'utf8'));
-      await Worker.runReplayHistory({ workflowBundle: workflowBundle() }, history, path.basename(file, '.json'));
+      await Worker.runReplayHistory({ workflowBundle: workflowBundle() }, history, workflowIdOfHistoryFile(file));
     });
   }
 });
