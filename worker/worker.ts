@@ -9,6 +9,7 @@ import { createDoApi } from '../activities/digitalocean/api';
 import { createDigitalOceanActivities } from '../activities/digitalocean/activities';
 import { loadOrCreateKeySecret, deriveRunKey } from '../activities/run-keys';
 import { createSettingsActivities } from '../activities/settings';
+import { createHealthcheckActivities } from '../activities/healthchecks';
 import { createTransferActivities } from '../activities/transfer/activity';
 
 export type WorkerRole = 'all' | 'main' | 'store';
@@ -54,6 +55,7 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
           : { workflowsPath: require.resolve('../workflows') }),
         activities: {
           ...createSettingsActivities(config),
+          ...createHealthcheckActivities(config),
           ...createDigitalOceanActivities({ api, keySecret, sshPort: config.sshPort }),
         },
         ...shared,

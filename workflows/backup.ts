@@ -15,14 +15,17 @@ import {
   setCurrentDetails,
   setHandler,
   startChild,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { DigitalOceanActivities, DropletReady, ResourceRef, SourceVolume } from '../activities/digitalocean/activities';
+import type { HealthcheckActivities } from '../activities/healthchecks';
 import type { RunSettings, SettingsActivities } from '../activities/settings';
 import type { TransferActivities } from '../activities/transfer/activity';
 import { devicePath, names, runKey } from '../common/names';
 import { estimateCostUsd } from '../common/pricing';
+import { DOSVOB_OUTCOME, DOSVOB_VOLUMES, type Outcome } from '../common/search-attributes';
 import { BACKUP_WORKFLOW_ID } from '../common/task-queues';
 import { Ledger } from './ledger';
 import { formatBytes, limitConcurrency } from './util';
@@ -98,6 +101,7 @@ export async function backupWorkflow(input: BackupInput = {}): Promise<BackupRes
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     const message = `skipped: backup run ${singletonId} is already in progress`;
     log.info(message);
+    upsertSearchAttributes([{ key: DOSVOB_OUTCOME, value: 'skipped' satisfies Outcome }]);
     setCurrentDetails(message);
     return {
       run: '',
@@ -113,7 +117,34 @@ export async function backupWorkflow(input: BackupInput = {}): Promise<BackupRes
   }
 }
 
+/** The run, bracketed by healthchecks.io pings and the outcome search attribute. */
 async function runBackup(input: BackupInput): Promise<BackupResult> {
+  const health = proxyActivities<HealthcheckActivities>({
+    startToCloseTimeout: '30s',
+    retry: { maximumAttempts: 2 },
+  });
+  upsertSearchAttributes([{ key: DOSVOB_OUTCOME, value: 'running' satisfies Outcome }]);
+  await health.pingHealthcheck.executeWithOptions({ summary: 'healthchecks: start' }, [{ signal: 'start' }]);
+  try {
+    const result = await backupVolumes(input);
+    upsertSearchAttributes([{ key: DOSVOB_OUTCOME, value: 'ok' satisfies Outcome }]);
+    await health.pingHealthcheck.executeWithOptions({ summary: 'healthchecks: success' }, [
+      { signal: 'success', message: result.message },
+    ]);
+    return result;
+  } catch (err) {
+    const outcome: Outcome = isCancellation(err) ? 'cancelled' : 'failed';
+    upsertSearchAttributes([{ key: DOSVOB_OUTCOME, value: outcome }]);
+    await CancellationScope.nonCancellable(() =>
+      health.pingHealthcheck.executeWithOptions({ summary: 'healthchecks: fail' }, [
+        { signal: 'fail', message: reason(err) },
+      ]),
+    );
+    throw err;
+  }
+}
+
+async function backupVolumes(input: BackupInput): Promise<BackupResult> {
   const t: Timings = { ...DEFAULT_TIMINGS, ...input.timings };
   const { runId, startTime } = workflowInfo();
   const run = runKey(runId);
@@ -146,6 +177,7 @@ async function runBackup(input: BackupInput): Promise<BackupResult> {
     { summary: `list volumes in ${settings.regions.join(', ')}` },
     [{ regions: settings.regions, include: settings.include, exclude: settings.exclude }],
   );
+  upsertSearchAttributes([{ key: DOSVOB_VOLUMES, value: volumes.map((v) => v.name) }]);
   progress.volumes = volumes.map((v) => ({
     name: v.name,
     region: v.region,

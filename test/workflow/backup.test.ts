@@ -6,15 +6,18 @@ import type { BackupResult } from '../../workflows/types';
 import { startHarness, type Harness } from '../support/harness';
 import { randomData, sameBytes } from '../support/bytes';
 import { assertNoSecrets, historyJson, maybeRecordHistory } from '../support/history';
+import { startPingServer, type PingServer } from '../support/ping-server';
 
 const MiB = 1 << 20;
 
 describe('backup workflow', () => {
   let h: Harness;
+  let pings: PingServer;
   const ids: Record<string, string> = {};
 
   before(async () => {
-    h = await startHarness({ regions: ['nyc3', 'fra1'] });
+    pings = await startPingServer();
+    h = await startHarness({ regions: ['nyc3', 'fra1'], config: { healthchecks: pings.url } });
     for (const [name, region] of [
       ['db-data', 'nyc3'],
       ['web-files', 'nyc3'],
@@ -29,7 +32,10 @@ describe('backup workflow', () => {
     await h.sim.writeVolume(ids['web-files']!, 1024 * MiB - MiB, randomData(MiB));
     await h.sim.writeVolume(ids['logs']!, 7 * MiB, randomData(2 * MiB));
   });
-  after(async () => h?.close());
+  after(async () => {
+    await h?.close();
+    await pings?.close();
+  });
 
   async function assertImagesMatchSources(result: BackupResult) {
     for (const v of result.volumes) {
@@ -55,6 +61,7 @@ describe('backup workflow', () => {
     assertNothingLeft();
     assert.equal(h.sim.creationCounts().droplets, 2, 'one droplet per region');
     assert.ok(result.estimatedCostUsd > 0);
+    assert.deepEqual(pings.pings, ['/ping/abc-123/start', '/ping/abc-123'], 'healthchecks: start, then success');
     const history = await historyJson(handle);
     assertNoSecrets(history, [h.config.doToken, h.config.keySecret ?? '']);
     maybeRecordHistory('backup-two-regions', handle.workflowId, history);
