@@ -4,10 +4,10 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError, loadConfig } from '../common/config';
 import { WorkflowFailedError } from '@temporalio/client';
 import { describeError, exitCodeFor, rootApplicationFailure } from './errors';
-import type { WorkerRole } from '../worker/worker';
+import { createWorkers, installLogger, runWorkers, type WorkerRole } from '../worker/worker';
 import type { BackupResult } from '../workflows/types';
-
-// Commands load the SDK and workers lazily: `--help` and configuration errors answer at once.
+import { connectTemporal } from './connect';
+import { formatResult, sync } from './sync';
 
 const program = new Command()
   .name('dosvob')
@@ -27,7 +27,6 @@ program
   .option('--detach', 'start the run and return at once')
   .action(async (opts: { detach?: boolean }) => {
     const config = globalConfig();
-    const { formatResult, sync } = await import('./sync');
     try {
       await sync(config, { detach: opts.detach });
     } catch (err) {
@@ -46,8 +45,6 @@ program
   .action(async (opts: { role: WorkerRole }) => {
     if (!['all', 'main', 'store'].includes(opts.role)) throw new ConfigError(`--role must be all, main or store`);
     const config = globalConfig(opts.role !== 'store');
-    const { createWorkers, installLogger, runWorkers } = await import('../worker/worker');
-    const { connectTemporal } = await import('./connect');
     installLogger(process.env.DOSVOB_LOG_LEVEL ?? 'INFO');
     const temporal = await connectTemporal({ log: console.log });
     const abort = new AbortController();
