@@ -19,7 +19,12 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type { DigitalOceanActivities, DropletReady, ResourceRef, SourceVolume } from '../activities/digitalocean/activities';
+import type {
+  DigitalOceanActivities,
+  DropletReady,
+  ResourceRef,
+  SourceVolume,
+} from '../activities/digitalocean/activities';
 import type { HealthcheckActivities } from '../activities/healthchecks';
 import type { RunSettings, SettingsActivities } from '../activities/settings';
 import type { TransferActivities } from '../activities/transfer/activity';
@@ -52,12 +57,12 @@ function activities(t: Timings, storeTaskQueue: string) {
   };
   const api = proxyActivities<DigitalOceanActivities & SettingsActivities>({
     startToCloseTimeout: ms(t.apiStepTimeoutMs),
-    heartbeatTimeout: ms(Math.max(30_000, t.pollIntervalMs * 6)),
+    heartbeatTimeout: ms(Math.max(t.apiHeartbeatTimeoutMs, t.pollIntervalMs * 3)),
     retry: { ...retry, maximumAttempts: t.apiMaximumAttempts },
   });
   const droplet = proxyActivities<DigitalOceanActivities>({
     startToCloseTimeout: ms(t.dropletReadyTimeoutMs),
-    heartbeatTimeout: ms(Math.max(30_000, t.pollIntervalMs * 6)),
+    heartbeatTimeout: ms(Math.max(t.apiHeartbeatTimeoutMs, t.pollIntervalMs * 3)),
     retry: { ...retry, maximumAttempts: 3 },
   });
   const cleanup = proxyActivities<DigitalOceanActivities>({
@@ -148,7 +153,7 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
   const t: Timings = { ...DEFAULT_TIMINGS, ...input.timings };
   const { runId, startTime } = workflowInfo();
   const run = runKey(runId);
-  const progress: RunProgress = { phase: 'planning', volumes: [] };
+  const progress: RunProgress = { phase: 'planning', volumes: [], swept: [], deleted: [] };
   setHandler(progressQuery, () => progress);
 
   const setPhase = (phase: RunProgress['phase']) => {
@@ -187,13 +192,12 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
 
   const ledger = new Ledger();
   const outcomes: VolumeOutcome[] = [];
-  const swept: string[] = [];
-  let deleted: string[] = [];
+  const { swept, deleted } = progress;
   let failure: unknown;
 
   try {
     setPhase('sweeping');
-    swept.push(...(await sweepLeftovers()));
+    await sweepLeftovers(swept);
 
     if (volumes.length === 0) {
       setPhase('finished');
@@ -202,9 +206,7 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
 
     setPhase('preparing');
     const keyRef = ledger.record({ kind: 'ssh_key', name: names.sshKey(run) }, 0);
-    const key = await api.registerSshKey.executeWithOptions({ summary: 'register the run SSH key' }, [
-      { run, runId },
-    ]);
+    const key = await api.registerSshKey.executeWithOptions({ summary: 'register the run SSH key' }, [{ run, runId }]);
     ledger.created(keyRef, key.keyId);
 
     const regions = [...new Set(volumes.map((v) => v.region))];
@@ -223,7 +225,7 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
   } finally {
     setPhase('cleaning up');
     // Non-cancellable: a cancelled run still deletes everything it created.
-    deleted = await CancellationScope.nonCancellable(() => teardown());
+    await CancellationScope.nonCancellable(() => teardown());
     setPhase('finished');
   }
   if (failure !== undefined) throw failure;
@@ -253,32 +255,44 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
     };
   }
 
-  async function sweepLeftovers(): Promise<string[]> {
+  async function sweepLeftovers(into: string[]): Promise<void> {
     const leftovers = await api.findLeftovers.executeWithOptions({ summary: 'find leftovers of earlier runs' }, [
       { exceptRun: run },
     ]);
-    return deleteInOrder(leftovers);
+    await deleteInOrder(leftovers, into);
   }
 
-  /** DigitalOcean's order: droplets (which detaches), then volumes (409 until detached: retried), snapshots, keys. */
-  async function deleteInOrder(refs: readonly ResourceRef[]): Promise<string[]> {
-    const done: string[] = [];
+  function describeRef(r: ResourceRef): string {
+    return `${r.kind.replace('_', ' ')} ${r.name || r.id}`;
+  }
+
+  /**
+   * DigitalOcean's order: droplets (which detaches), then volumes (409 until detached: retried), snapshots, keys.
+   * Records what it deleted in `into`; returns the references that are gone (deleted or never created).
+   */
+  async function deleteInOrder(refs: readonly ResourceRef[], into: string[]): Promise<ResourceRef[]> {
+    const gone: ResourceRef[] = [];
     for (const kind of ['droplet', 'volume', 'snapshot', 'ssh_key'] as const) {
       await Promise.all(
         refs
           .filter((r) => r.kind === kind)
           .map(async (r) => {
-            const what = `${r.kind.replace('_', ' ')} ${r.name || r.id}`;
             try {
-              await cleanup.deleteResource.executeWithOptions({ summary: `delete ${what}` }, [r]);
-              done.push(what);
+              const outcome = await cleanup.deleteResource.executeWithOptions({ summary: `delete ${describeRef(r)}` }, [
+                r,
+              ]);
+              if (outcome === 'deleted') into.push(describeRef(r));
+              gone.push(r);
             } catch (err) {
-              log.error('could not delete a resource; the next run will sweep it', { resource: what, error: reason(err) });
+              log.error('could not delete a resource; the next run will sweep it', {
+                resource: describeRef(r),
+                error: reason(err),
+              });
             }
           }),
       );
     }
-    return done;
+    return gone;
   }
 
   async function prepareDroplet(region: string, sshKeyId: string) {
@@ -287,10 +301,9 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       { run, runId, region, size: settings.dropletSize, image: settings.dropletImage, sshKeyId },
     ]);
     ledger.created(ref, created.dropletId);
-    const ready = await droplet.waitForDroplet.executeWithOptions(
-      { summary: `wait for droplet ${created.name}` },
-      [{ runId, dropletId: created.dropletId, pollIntervalMs: t.pollIntervalMs }],
-    );
+    const ready = await droplet.waitForDroplet.executeWithOptions({ summary: `wait for droplet ${created.name}` }, [
+      { runId, dropletId: created.dropletId, pollIntervalMs: t.pollIntervalMs },
+    ]);
     return { dropletId: created.dropletId, ready };
   }
 
@@ -328,7 +341,15 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       );
       const copy = await api.createVolumeFromSnapshot.executeWithOptions(
         { summary: `copy ${volume.name} from its snapshot` },
-        [{ run, volumeName: volume.name, region: volume.region, snapshotId: snap.snapshotId, sizeGigabytes: snap.sizeGigabytes }],
+        [
+          {
+            run,
+            volumeName: volume.name,
+            region: volume.region,
+            snapshotId: snap.snapshotId,
+            sizeGigabytes: snap.sizeGigabytes,
+          },
+        ],
       );
       ledger.created(copyRef, copy.volumeId);
 
@@ -379,12 +400,14 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
         ledger.ref(copyRef),
       ]);
       ledger.deleted(copyRef, Date.now());
+      deleted.push(describeRef(ledger.ref(copyRef)));
 
       step('delete snapshot');
       await cleanup.deleteResource.executeWithOptions({ summary: `delete snapshot of ${volume.name}` }, [
         ledger.ref(snapRef),
       ]);
       ledger.deleted(snapRef, Date.now());
+      deleted.push(describeRef(ledger.ref(snapRef)));
 
       step('done');
       outcome.ok = true;
@@ -398,7 +421,7 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
     return outcome;
   }
 
-  async function teardown(): Promise<string[]> {
+  async function teardown(): Promise<void> {
     for (const a of ledger.attachments()) {
       try {
         await cleanup.detachVolume.executeWithOptions({ summary: `detach volume ${a.volumeId}` }, [
@@ -410,9 +433,7 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
         log.warn('detach failed during cleanup', { error: reason(err) });
       }
     }
-    const live = ledger.live();
-    const done = await deleteInOrder(live);
-    for (const ref of live) ledger.deleted(ref, Date.now());
-    return done;
+    const gone = await deleteInOrder(ledger.live(), deleted);
+    for (const ref of gone) ledger.deleted(ref, Date.now());
   }
 }

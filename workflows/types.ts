@@ -7,6 +7,8 @@ export interface Timings {
   pollIntervalMs: number;
   /** A single DigitalOcean API step (including its own polling). */
   apiStepTimeoutMs: number;
+  /** A polling DigitalOcean step whose worker stops heartbeating this long is retried elsewhere. */
+  apiHeartbeatTimeoutMs: number;
   /** Droplet creation to SSH answering with the pinned key. */
   dropletReadyTimeoutMs: number;
   /** A transfer that stops heartbeating this long is retried (from its last heartbeat). */
@@ -25,6 +27,7 @@ export interface Timings {
 export const DEFAULT_TIMINGS: Timings = {
   pollIntervalMs: 5_000,
   apiStepTimeoutMs: 10 * 60_000,
+  apiHeartbeatTimeoutMs: 60_000,
   dropletReadyTimeoutMs: 10 * 60_000,
   transferHeartbeatTimeoutMs: 60_000,
   transferTimeoutMs: 24 * 3600_000,
@@ -67,6 +70,10 @@ export interface VolumeProgress {
 export interface RunProgress {
   phase: 'planning' | 'sweeping' | 'preparing' | 'backing up' | 'cleaning up' | 'finished';
   volumes: VolumeProgress[];
+  /** Leftovers of earlier runs this run removed. */
+  swept: string[];
+  /** Resources of this run deleted so far (during the run and by its cleanup). */
+  deleted: string[];
 }
 
 export interface VolumeOutcome {

@@ -76,7 +76,8 @@ export function countZeroBlocks(hashes: Buffer, sizeBytes: number, blockSize: nu
 }
 
 export function encodeManifest(m: Manifest): Buffer {
-  if (m.hashes.length !== m.header.blockCount * HASH_LEN) throw new Error('manifest: hash list does not match block count');
+  if (m.hashes.length !== m.header.blockCount * HASH_LEN)
+    throw new Error('manifest: hash list does not match block count');
   const json = Buffer.from(JSON.stringify(m.header), 'utf8');
   const head = Buffer.alloc(16);
   MAGIC.copy(head, 0);
@@ -111,7 +112,12 @@ export function decodeManifest(buf: Buffer, path = 'manifest'): Manifest {
     );
   }
   const body = buf.subarray(0, buf.length - 32);
-  if (!createHash('sha256').update(body).digest().equals(buf.subarray(buf.length - 32))) {
+  if (
+    !createHash('sha256')
+      .update(body)
+      .digest()
+      .equals(buf.subarray(buf.length - 32))
+  ) {
     throw new Error(`${path} is damaged (checksum mismatch)`);
   }
   const jsonLen = buf.readUInt32BE(12);

@@ -239,7 +239,13 @@ export async function scanStripeLog(
     while (pos < size) {
       const tag = (await readFully(fh, 1, pos, fixed)).toString('latin1');
       const len =
-        tag === 'D' ? DATA_RECORD_LEN : tag === 'C' ? CHECKPOINT_RECORD_LEN : tag === 'U' || tag === 'Z' ? RUN_RECORD_LEN : 0;
+        tag === 'D'
+          ? DATA_RECORD_LEN
+          : tag === 'C'
+            ? CHECKPOINT_RECORD_LEN
+            : tag === 'U' || tag === 'Z'
+              ? RUN_RECORD_LEN
+              : 0;
       if (len === 0) {
         if (strict) bad(`unknown record ${JSON.stringify(tag)}`);
         break;

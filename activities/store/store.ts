@@ -12,7 +12,16 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile, readFile } from 'node:fs/promises';
 import { DiskFullError, StoreFormatError, VolumeBusyError, isErrno, rethrowDiskFull } from './errors.js';
-import { exists, fsyncDir, punchHoles, readFully, unlinkIfExists, writeFileAtomic, writeFully, type HoleRange } from './fsutil.js';
+import {
+  exists,
+  fsyncDir,
+  punchHoles,
+  readFully,
+  unlinkIfExists,
+  writeFileAtomic,
+  writeFully,
+  type HoleRange,
+} from './fsutil.js';
 import { STORE_FORMAT_VERSION, storePaths, type StorePaths } from './layout.js';
 import {
   HASH_LEN,
@@ -250,7 +259,10 @@ export class VolumeStore {
         await fh.sync();
         await this.writeStamp();
       } catch (err) {
-        rethrowDiskFull(err, `the image ${paths.image} (the update is committed and will be finished at the next start once space is free)`);
+        rethrowDiskFull(
+          err,
+          `the image ${paths.image} (the update is committed and will be finished at the next start once space is free)`,
+        );
       } finally {
         await fh.close();
       }
@@ -274,7 +286,9 @@ async function loadManifest(paths: StorePaths): Promise<Manifest | undefined> {
 }
 
 /** A file in the store written by another format version, if any. */
-async function findForeignFormat(paths: StorePaths): Promise<{ path: string; version: number | undefined } | undefined> {
+async function findForeignFormat(
+  paths: StorePaths,
+): Promise<{ path: string; version: number | undefined } | undefined> {
   for (const p of [paths.manifest, paths.manifestNext]) {
     let v: number | undefined;
     try {
@@ -364,7 +378,10 @@ export async function hashImage(path: string, sizeBytes: number, blockSize: numb
       const data = await readFully(fh, len, i * blockSize, buf);
       // Past the file's end (an image shorter than the volume) reads as zeros.
       const full = data.length === len ? data : Buffer.concat([data, Buffer.alloc(len - data.length)]);
-      createHash('sha256').update(full).digest().copy(hashes, i * HASH_LEN);
+      createHash('sha256')
+        .update(full)
+        .digest()
+        .copy(hashes, i * HASH_LEN);
     }
   } finally {
     await fh.close();
@@ -394,7 +411,9 @@ export async function verifyImage(backupsDir: string, volumeName: string): Promi
 /** Names of volumes with a store under backupsDir. */
 export async function listStores(backupsDir: string): Promise<string[]> {
   try {
-    return (await readdir(`${backupsDir}/.dosvob`, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name);
+    return (await readdir(`${backupsDir}/.dosvob`, { withFileTypes: true }))
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return [];
     throw err;

@@ -4,7 +4,14 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { DiskFullError, StoreFormatError, VolumeBusyError } from '../store/errors.js';
 import { TransferCancelledError, TransferError } from './errors.js';
-import { syncVolume, type Compression, type ResumePoint, type SyncVolumeOptions, type SyncVolumeResult, type TransferProgress } from './core.js';
+import {
+  syncVolume,
+  type Compression,
+  type ResumePoint,
+  type SyncVolumeOptions,
+  type SyncVolumeResult,
+  type TransferProgress,
+} from './core.js';
 
 /** Plain serializable input: no secrets (the private key is resolved from keyRef on the worker). */
 export interface TransferVolumeInput {
@@ -98,9 +105,12 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
         lastBeat = Date.now();
         ctx.heartbeat(latest);
       };
-      const ticker = setInterval(() => {
-        if (Date.now() - lastBeat >= interval) beat();
-      }, Math.max(50, Math.floor(interval / 2)));
+      const ticker = setInterval(
+        () => {
+          if (Date.now() - lastBeat >= interval) beat();
+        },
+        Math.max(50, Math.floor(interval / 2)),
+      );
       beat();
       try {
         const privateKey = await deps.resolveClientKey(input.keyRef);
@@ -183,7 +193,12 @@ export function toFailure(err: unknown): unknown {
     return new CancelledFailure(err.message);
   }
   if (err instanceof TransferError) {
-    return ApplicationFailure.create({ message: err.message, type: err.code, nonRetryable: !err.retryable, cause: err });
+    return ApplicationFailure.create({
+      message: err.message,
+      type: err.code,
+      nonRetryable: !err.retryable,
+      cause: err,
+    });
   }
   if (err instanceof DiskFullError || err instanceof StoreFormatError) {
     return ApplicationFailure.create({ message: err.message, type: err.code, nonRetryable: true, cause: err });

@@ -280,7 +280,9 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
     const hello: AgentHello = first.hello;
     const sizeBytes = hello.size;
     if (opts.sizeBytes !== undefined && opts.sizeBytes !== sizeBytes) {
-      log(`device ${opts.devicePath} has ${sizeBytes} bytes, the volume was expected to have ${opts.sizeBytes}; using the device's size`);
+      log(
+        `device ${opts.devicePath} has ${sizeBytes} bytes, the volume was expected to have ${opts.sizeBytes}; using the device's size`,
+      );
     }
 
     // --- the base the transfer is relative to
@@ -305,7 +307,11 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
       log(`keeping the store's block size ${blockSize} (asked for ${opts.blockSize})`);
     }
     if (!Number.isInteger(blockSize) || blockSize < 4096 || blockSize > 64 << 20 || blockSize % 4096 !== 0) {
-      throw new TransferError(`invalid block size ${blockSize}: a multiple of 4096 between 4 KiB and 64 MiB`, 'BadInput', false);
+      throw new TransferError(
+        `invalid block size ${blockSize}: a multiple of 4096 between 4 KiB and 64 MiB`,
+        'BadInput',
+        false,
+      );
     }
     const blockCount = blockCountFor(sizeBytes, blockSize);
     const base = baseHashes(manifest, sizeBytes, blockSize);
@@ -328,7 +334,8 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
           !(await exists(store.paths.commit))
         ) {
           plan = old;
-        } else log(`discarding staged transfer ${old.stagingId} (snapshot ${old.snapshotId}): it does not match this one`);
+        } else
+          log(`discarding staged transfer ${old.stagingId} (snapshot ${old.snapshotId}): it does not match this one`);
       } catch (err) {
         if (err instanceof StoreFormatError) throw err;
         log(`discarding unreadable staging plan: ${String(err)}`);
@@ -344,12 +351,16 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
         };
         let scan: { validLength: number; next: number | undefined };
         try {
-          scan = await scanStripeLog(store.paths.stripeLog(k), { stagingId: p.stagingId, stripe: k, mode: p.mode }, (rec) => {
-            if (rec.type === 'C') {
-              commitRecords(pending);
-              pending = [];
-            } else pending.push(rec);
-          });
+          scan = await scanStripeLog(
+            store.paths.stripeLog(k),
+            { stagingId: p.stagingId, stripe: k, mode: p.mode },
+            (rec) => {
+              if (rec.type === 'C') {
+                commitRecords(pending);
+                pending = [];
+              } else pending.push(rec);
+            },
+          );
         } catch (err) {
           if (!isErrno(err, 'ENOENT')) throw err;
           scan = { validLength: -1, next: undefined };
@@ -368,10 +379,14 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
       }
       log(`resuming staged transfer ${p.stagingId}: ${resumedBlocks} of ${blockCount} blocks already staged`);
     } else {
-      if (opts.resumeHint) log(`resume hint ${opts.resumeHint.stagingId} has no matching staging on disk: starting over`);
+      if (opts.resumeHint)
+        log(`resume hint ${opts.resumeHint.stagingId} has no matching staging on disk: starting over`);
       await store.discardStaging();
       await mkdir(store.paths.staging, { recursive: true });
-      const nStripes = Math.max(1, Math.min(opts.stripes ?? (Math.max(firstConn.rttMs, first.rttMs) < 8 ? 1 : DEFAULT_STRIPES), 64));
+      const nStripes = Math.max(
+        1,
+        Math.min(opts.stripes ?? (Math.max(firstConn.rttMs, first.rttMs) < 8 ? 1 : DEFAULT_STRIPES), 64),
+      );
       const segmentBlocks = Math.max(1, Math.floor((opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES) / blockSize));
       plan = {
         formatVersion: STORE_FORMAT_VERSION,
@@ -413,7 +428,8 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
       snapshotId: thePlan.snapshotId,
       stripes: stripes.map((s) => s.durableNext),
     });
-    const blocksDone = () => stripes.reduce((n, s) => n + countBlocks(s.ranges) - countBlocks(remainingRanges(s.ranges, s.next)), 0);
+    const blocksDone = () =>
+      stripes.reduce((n, s) => n + countBlocks(s.ranges) - countBlocks(remainingRanges(s.ranges, s.next)), 0);
     const report = (force = false) => {
       if (!opts.onProgress) return;
       const now = Date.now();
@@ -466,7 +482,11 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
           session = started.session;
           if (started.hello.size !== sizeBytes) {
             session.close();
-            throw new TransferError(`device size changed during the transfer (${sizeBytes} -> ${started.hello.size})`, 'DeviceChanged', true);
+            throw new TransferError(
+              `device size changed during the transfer (${sizeBytes} -> ${started.hello.size})`,
+              'DeviceChanged',
+              true,
+            );
           }
         }
         try {
@@ -485,7 +505,9 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
           if (opts.signal?.aborted) throw new TransferCancelledError(opts.signal.reason);
           if (err instanceof AgentGoneError || err instanceof ConnectionLostError) {
             if (!link.isAlive(conn)) {
-              log(`SSH connection lost (${err.message}); reconnecting and resuming stripe ${s.index} at block ${s.next}`);
+              log(
+                `SSH connection lost (${err.message}); reconnecting and resuming stripe ${s.index} at block ${s.next}`,
+              );
               link.drop(conn);
             } else if (++channelFailures > 3) throw new RemoteAgentError(err.message, true);
             continue;
@@ -533,7 +555,9 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
           if (ri < rem.length) throw new ProtocolMismatchError(`remote agent ended its stream early at block ${pos}`);
           const mine = sessionDigest.digest();
           if (!mine.equals(rec.digest)) {
-            throw new IntegrityError(`stripe ${s.index}: digest over block hashes disagrees with the remote's (${mine.toString('hex')} vs ${rec.digest.toString('hex')})`);
+            throw new IntegrityError(
+              `stripe ${s.index}: digest over block hashes disagrees with the remote's (${mine.toString('hex')} vs ${rec.digest.toString('hex')})`,
+            );
           }
           counters.remoteCpu += (rec.stats.cpuUserS ?? 0) + (rec.stats.cpuSysS ?? 0);
           await checkpoint(s);
@@ -572,21 +596,29 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
           } catch {
             throw new BlockMismatch(index);
           }
-          if (raw.length !== len || !createHash('sha256').update(raw).digest().equals(rec.hash)) throw new BlockMismatch(index);
+          if (raw.length !== len || !createHash('sha256').update(raw).digest().equals(rec.hash))
+            throw new BlockMismatch(index);
           try {
             if (incoming) await writeSparse(incoming, raw, index * blockSize);
             await s.log.data(index, rec.hash, raw);
           } catch (err) {
             rethrowDiskFull(err, 'the staging area');
           }
-          applyRecordToState({ type: 'D', index, length: len, hash: rec.hash, dataOffset: 0 }, { newHashes, base, sizeBytes, blockSize, counters });
+          applyRecordToState(
+            { type: 'D', index, length: len, hash: rec.hash, dataOffset: 0 },
+            { newHashes, base, sizeBytes, blockSize, counters },
+          );
           sessionDigest.update(rec.hash);
           counters.bytesRead += len;
           s.sinceCheckpointBytes += len;
           advance();
         }
-        if (sendError) throw sendError instanceof Error ? new AgentGoneError(sendError.message) : new AgentGoneError(String(sendError));
-        if (s.sinceCheckpointBytes >= checkpointBytes || Date.now() - s.lastCheckpoint >= checkpointMs) await checkpoint(s);
+        if (sendError)
+          throw sendError instanceof Error
+            ? new AgentGoneError(sendError.message)
+            : new AgentGoneError(String(sendError));
+        if (s.sinceCheckpointBytes >= checkpointBytes || Date.now() - s.lastCheckpoint >= checkpointMs)
+          await checkpoint(s);
         report();
         if (signal.aborted) throw new TransferCancelledError(opts.signal?.reason);
       }
@@ -594,18 +626,25 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
 
     const abortAll = () => link.close();
     signal.addEventListener('abort', abortAll, { once: true });
-    const results = await Promise.allSettled(stripes.map((s) => runStripe(s).catch((err: unknown) => {
-      // One stripe failing for good stops the others.
-      abortAll();
-      throw err;
-    })));
+    const results = await Promise.allSettled(
+      stripes.map((s) =>
+        runStripe(s).catch((err: unknown) => {
+          // One stripe failing for good stops the others.
+          abortAll();
+          throw err;
+        }),
+      ),
+    );
     signal.removeEventListener('abort', abortAll);
     firstSession?.close();
-    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+    const failures = results
+      .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+      .map((r) => r.reason as unknown);
     if (failures.length > 0) {
       checkCancel();
       // Prefer the most specific error (the first one is often just the others' connection being cut).
-      const primary = failures.find((e) => !(e instanceof ConnectionLostError) && !(e instanceof AgentGoneError)) ?? failures[0];
+      const primary =
+        failures.find((e) => !(e instanceof ConnectionLostError) && !(e instanceof AgentGoneError)) ?? failures[0];
       if (primary instanceof AgentGoneError) throw new ConnectionLostError(primary.message);
       throw primary;
     }
@@ -619,7 +658,8 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
     }
     const digest = digestOf(newHashes);
     let zeroBlocks = 0;
-    for (let i = 0; i < blockCount; i++) if (hashAt(newHashes, i).equals(zeroHash(blockLength(i, sizeBytes, blockSize)))) zeroBlocks++;
+    for (let i = 0; i < blockCount; i++)
+      if (hashAt(newHashes, i).equals(zeroHash(blockLength(i, sizeBytes, blockSize)))) zeroBlocks++;
     const next: Manifest = {
       header: {
         formatVersion: STORE_FORMAT_VERSION,
@@ -755,7 +795,8 @@ function applyRecordToState(
       if (!st.base) throw new ProtocolMismatchError('remote agent reported "unchanged" on a first sync');
       for (let i = rec.first; i < rec.first + rec.count; i++) {
         const h = hashAt(st.base, i);
-        if (h.equals(NOHASH)) throw new ProtocolMismatchError(`remote agent reported block ${i} unchanged, but it had no local hash`);
+        if (h.equals(NOHASH))
+          throw new ProtocolMismatchError(`remote agent reported block ${i} unchanged, but it had no local hash`);
         h.copy(st.newHashes, i * HASH_LEN);
       }
       st.counters.unchanged += rec.count;

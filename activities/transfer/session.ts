@@ -89,11 +89,15 @@ export class AgentSession {
     }
     if (tag === 'X') throw classifyAgentMessage(await this.readString());
     if (tag !== 'H') {
-      throw new ProtocolMismatchError(`the remote agent answered ${JSON.stringify(tag)} instead of a hello: not a dosvob agent of protocol ${PROTOCOL_VERSION}`);
+      throw new ProtocolMismatchError(
+        `the remote agent answered ${JSON.stringify(tag)} instead of a hello: not a dosvob agent of protocol ${PROTOCOL_VERSION}`,
+      );
     }
     const hello = JSON.parse(await this.readString()) as AgentHello;
     if (hello.protocol !== PROTOCOL_VERSION) {
-      throw new ProtocolMismatchError(`remote agent speaks protocol ${hello.protocol}, this dosvob speaks ${PROTOCOL_VERSION}`);
+      throw new ProtocolMismatchError(
+        `remote agent speaks protocol ${hello.protocol}, this dosvob speaks ${PROTOCOL_VERSION}`,
+      );
     }
     return hello;
   }
@@ -162,7 +166,10 @@ export class AgentSession {
     for (let i = 0; i < 20 && !this.exit; i++) await new Promise((r) => setTimeout(r, 25));
     const stderr = this.stderr.trim();
     if (this.exit?.code === 127 || /python3?: (command )?not found|No such file or directory/i.test(stderr)) {
-      return new RemoteAgentError(`cannot run python3 on the droplet (exit ${this.exit?.code}): ${stderr || 'no output'}`, false);
+      return new RemoteAgentError(
+        `cannot run python3 on the droplet (exit ${this.exit?.code}): ${stderr || 'no output'}`,
+        false,
+      );
     }
     const how = this.exit ? `exit ${this.exit.code ?? this.exit.signal}` : 'connection lost';
     return new AgentGoneError(`remote agent stopped ${when} (${how})${stderr ? `: ${stderr.slice(0, 2000)}` : ''}`);

@@ -31,7 +31,11 @@ export function publicKeyBlob(openSshLine: string): Buffer {
   const parsed = utils.parseKey(openSshLine.trim());
   const key = Array.isArray(parsed) ? parsed[0] : parsed;
   if (!key || key instanceof Error) {
-    throw new TransferError(`cannot parse the pinned host key: ${key instanceof Error ? key.message : 'empty'}`, 'BadHostKey', false);
+    throw new TransferError(
+      `cannot parse the pinned host key: ${key instanceof Error ? key.message : 'empty'}`,
+      'BadHostKey',
+      false,
+    );
   }
   return key.getPublicSSH();
 }
@@ -82,9 +86,16 @@ export async function connectSsh(target: SshTarget, signal?: AbortSignal, timeou
     client.once('error', (err: Error) => {
       if (presented && !keysEqual(presented, pinned)) {
         done(new HostKeyMismatchError(`${target.host}:${target.port}`, fingerprint(pinned), fingerprint(presented)));
-      } else done(new ConnectionLostError(`SSH connection to ${target.host}:${target.port} failed: ${err.message}`, { cause: err }));
+      } else
+        done(
+          new ConnectionLostError(`SSH connection to ${target.host}:${target.port} failed: ${err.message}`, {
+            cause: err,
+          }),
+        );
     });
-    client.once('close', () => done(new ConnectionLostError(`SSH connection to ${target.host}:${target.port} closed during setup`)));
+    client.once('close', () =>
+      done(new ConnectionLostError(`SSH connection to ${target.host}:${target.port} closed during setup`)),
+    );
     client.connect({
       sock: socket,
       username: target.username,
@@ -109,6 +120,8 @@ function keysEqual(a: Buffer, b: Buffer): boolean {
 
 export function execChannel(client: Client, command: string): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
-    client.exec(command, (err, channel) => (err ? reject(new ConnectionLostError(`exec failed: ${err.message}`, { cause: err })) : resolve(channel)));
+    client.exec(command, (err, channel) =>
+      err ? reject(new ConnectionLostError(`exec failed: ${err.message}`, { cause: err })) : resolve(channel),
+    );
   });
 }

@@ -22,7 +22,9 @@ async function main(): Promise<void> {
     },
   });
   const sendRate = t1 > t0 ? ((b1 - b0) / (t1 - t0)) * 1000 : 0;
-  process.stdout.write(`${JSON.stringify({ ...result, sendRateBytesPerSec: sendRate, rssPeakKiB: process.resourceUsage().maxRSS })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ ...result, sendRateBytesPerSec: sendRate, rssPeakKiB: process.resourceUsage().maxRSS })}\n`,
+  );
 }
 
 main().catch((err: unknown) => {

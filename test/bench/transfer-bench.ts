@@ -25,7 +25,9 @@ function arg(name: string, def: string): string {
 function parseSize(s: string): number {
   const m = /^(\d+(?:\.\d+)?)([KMGT]?)i?B?$/i.exec(s.trim());
   if (!m) throw new Error(`bad size ${s}`);
-  const mult = { '': 1, K: 1024, M: MiB, G: 1024 * MiB, T: 1024 * 1024 * MiB }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'];
+  const mult = { '': 1, K: 1024, M: MiB, G: 1024 * MiB, T: 1024 * 1024 * MiB }[
+    m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'
+  ];
   return Math.round(Number(m[1]) * mult);
 }
 const SIZE = parseSize(arg('size', '2G'));
@@ -68,7 +70,11 @@ function pick(seed: string, count: number, from: number[]): number[] {
 const ALL = Array.from({ length: REGIONS }, (_, i) => i);
 const DATA_REGIONS = new Set(pick('data', Math.round(REGIONS * 0.1), ALL));
 const REWRITE = pick('rewrite', Math.round(REGIONS * 0.01), [...DATA_REGIONS]);
-const FILL = pick('fill', Math.round(REGIONS * 0.01), ALL.filter((i) => !DATA_REGIONS.has(i)));
+const FILL = pick(
+  'fill',
+  Math.round(REGIONS * 0.01),
+  ALL.filter((i) => !DATA_REGIONS.has(i)),
+);
 
 async function writeSource(path: string, version: 'A' | 'B'): Promise<void> {
   const fh = await open(path, 'w');
@@ -145,10 +151,21 @@ interface Proxy {
   stop(): Promise<number>;
 }
 function startProxy(targetPort: number, link: Link): Promise<Proxy> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/bench/link-proxy.ts'), String(targetPort), String(link.rateMbit), String(link.rttMs)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-    cwd: REPO,
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(REPO, 'test/bench/link-proxy.ts'),
+      String(targetPort),
+      String(link.rateMbit),
+      String(link.rttMs),
+    ],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      cwd: REPO,
+    },
+  );
   return new Promise((resolvePromise, reject) => {
     let buf = '';
     let port = 0;
@@ -190,9 +207,18 @@ interface Server {
 function startOurServer(host: string): Promise<Server> {
   const tf = join(WORK, `time-${++tfCounter}.txt`);
   const argv = [
-    '/usr/bin/time', '-f', '%e %U %S %M', '-o', tf,
-    process.execPath, '--import', 'tsx', join(REPO, 'test/bench/server-child.ts'),
-    host, Buffer.from(hostKey.privateKey).toString('base64'), Buffer.from(clientKey.publicKey).toString('base64'),
+    '/usr/bin/time',
+    '-f',
+    '%e %U %S %M',
+    '-o',
+    tf,
+    process.execPath,
+    '--import',
+    'tsx',
+    join(REPO, 'test/bench/server-child.ts'),
+    host,
+    Buffer.from(hostKey.privateKey).toString('base64'),
+    Buffer.from(clientKey.publicKey).toString('base64'),
   ];
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'], cwd: REPO });
   return new Promise((resolvePromise, reject) => {
@@ -212,7 +238,11 @@ function startOurServer(host: string): Promise<Server> {
   });
 }
 
-function stopChild(child: ChildProcess, tf: string, ask: () => void): Promise<{ userS: number; sysS: number; maxRssKiB: number }> {
+function stopChild(
+  child: ChildProcess,
+  tf: string,
+  ask: () => void,
+): Promise<{ userS: number; sysS: number; maxRssKiB: number }> {
   return new Promise((resolvePromise) => {
     child.removeAllListeners('close');
     child.on('close', () => resolvePromise(parseTime(tf)));
@@ -276,8 +306,22 @@ function sshArgs(port: number): string[] {
     chmodSync(keyFile, 0o600);
   }
   return [
-    '-p', String(port), '-i', keyFile, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'Ciphers=aes128-gcm@openssh.com', '-o', 'Compression=no', '-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes',
+    '-p',
+    String(port),
+    '-i',
+    keyFile,
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'Ciphers=aes128-gcm@openssh.com',
+    '-o',
+    'Compression=no',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'BatchMode=yes',
   ];
 }
 
@@ -309,7 +353,15 @@ interface OursResult {
   atimeAfter: number;
 }
 
-async function runOurs(link: Link, scenario: string, backups: string, src: string, snap: string, extra: Record<string, unknown> = {}, label = 'dosvob'): Promise<OursResult> {
+async function runOurs(
+  link: Link,
+  scenario: string,
+  backups: string,
+  src: string,
+  snap: string,
+  extra: Record<string, unknown> = {},
+  label = 'dosvob',
+): Promise<OursResult> {
   const server = await startOurServer('127.0.0.1');
   const proxy = link.rateMbit !== null ? await startProxy(server.port, link) : undefined;
   const opts = {
@@ -318,10 +370,22 @@ async function runOurs(link: Link, scenario: string, backups: string, src: strin
     volumeId: 'bench-id',
     snapshotId: snap,
     devicePath: src,
-    ssh: { host: '127.0.0.1', port: proxy?.port ?? server.port, username: 'root', hostPublicKey: hostKey.publicKey, privateKey: clientKey.privateKey },
+    ssh: {
+      host: '127.0.0.1',
+      port: proxy?.port ?? server.port,
+      username: 'root',
+      hostPublicKey: hostKey.publicKey,
+      privateKey: clientKey.privateKey,
+    },
     ...extra,
   };
-  const t = await timed([process.execPath, '--import', 'tsx', join(REPO, 'test/bench/client-child.ts'), JSON.stringify(opts)]);
+  const t = await timed([
+    process.execPath,
+    '--import',
+    'tsx',
+    join(REPO, 'test/bench/client-child.ts'),
+    JSON.stringify(opts),
+  ]);
   const proxied = await proxy?.stop();
   const srv = await server.stop();
   if (t.code !== 0) throw new Error(`dosvob client failed: ${t.stderr}`);
@@ -341,7 +405,9 @@ async function runOurs(link: Link, scenario: string, backups: string, src: strin
     serverRssMiB: srv.maxRssKiB / 1024,
     extra:
       `process wall ${t.wallS.toFixed(2)} s; agent CPU ${r.remoteCpuSeconds.toFixed(2)} s` +
-      (r.sendRateBytesPerSec > 0 && scenario === 'first sync' ? `; ${(r.sendRateBytesPerSec / 1e6).toFixed(1)} MB/s while sending` : ''),
+      (r.sendRateBytesPerSec > 0 && scenario === 'first sync'
+        ? `; ${(r.sendRateBytesPerSec / 1e6).toFixed(1)} MB/s while sending`
+        : ''),
     ok,
   });
   return r;
@@ -351,8 +417,19 @@ async function runRsync(link: Link, scenario: string, src: string, dst: string):
   const server = await startSshd('127.0.0.1');
   const proxy = link.rateMbit !== null ? await startProxy(server.port, link) : undefined;
   const e = ['ssh', ...sshArgs(proxy?.port ?? server.port)].join(' ');
-  const t = await timed(['rsync', '--inplace', '--no-whole-file', '--ignore-times', '--stats', '-e', e, `root@127.0.0.1:${src}`, dst]);
+  const t = await timed([
+    'rsync',
+    '--inplace',
+    '--no-whole-file',
+    '--ignore-times',
+    '--stats',
+    '-e',
+    e,
+    `root@127.0.0.1:${src}`,
+    dst,
+  ]);
   const proxied = await proxy?.stop();
+  await new Promise((r) => setTimeout(r, 500)); // let sshd reap its session child, or its CPU is not counted
   const srv = await server.stop();
   if (t.code !== 0) throw new Error(`rsync failed: ${t.stderr}`);
   const num = (re: RegExp) => Number((re.exec(t.stdout)?.[1] ?? '0').replace(/,/g, ''));
@@ -376,9 +453,12 @@ async function runRsync(link: Link, scenario: string, src: string, dst: string):
 async function runCat(link: Link, src: string, dst: string): Promise<void> {
   const server = await startSshd('127.0.0.1');
   const proxy = link.rateMbit !== null ? await startProxy(server.port, link) : undefined;
-  const ssh = ['ssh', ...sshArgs(proxy?.port ?? server.port), 'root@127.0.0.1', `cat ${src}`].map((a) => `'${a}'`).join(' ');
+  const ssh = ['ssh', ...sshArgs(proxy?.port ?? server.port), 'root@127.0.0.1', `cat ${src}`]
+    .map((a) => `'${a}'`)
+    .join(' ');
   const t = await timed(['sh', '-c', `${ssh} > '${dst}'`]);
   const proxied = await proxy?.stop();
+  await new Promise((r) => setTimeout(r, 500)); // let sshd reap its session child, or its CPU is not counted
   const srv = await server.stop();
   if (t.code !== 0) throw new Error(`ssh cat failed: ${t.stderr}`);
   rows.push({
@@ -407,7 +487,8 @@ function filesEqualSync(a: string, b: string): boolean {
 
 /** Read + SHA-256 the source once, per 1 MiB block, in one python thread: the floor of any full-read scheme. */
 async function readHashBaseline(src: string): Promise<number> {
-  const py = 'import sys,hashlib\nf=open(sys.argv[1],"rb",buffering=0)\nwhile True:\n b=f.read(1<<20)\n if not b: break\n hashlib.sha256(b).digest()\n';
+  const py =
+    'import sys,hashlib\nf=open(sys.argv[1],"rb",buffering=0)\nwhile True:\n b=f.read(1<<20)\n if not b: break\n hashlib.sha256(b).digest()\n';
   const t = await timed(['python3', '-c', py, src]);
   return t.wallS;
 }
@@ -439,13 +520,17 @@ async function benchLink(key: string): Promise<void> {
     `${link.name}, first sync: wire ${(first.bytesOnWire / MiB).toFixed(1)} MiB vs non-zero ${(NONZERO_A / MiB).toFixed(1)} MiB ` +
       `(${first.bytesOnWire <= NONZERO_A * 1.01 ? 'OK ≤ +1%' : 'MISSED'}); image allocated ${(alloc / MiB).toFixed(1)} MiB ` +
       `(${alloc <= NONZERO_A * 1.01 ? 'OK ≤ +1%' : 'MISSED'})` +
-      (link.rateMbit ? `; sending at ${((first.sendRateBytesPerSec * 8) / 1e6).toFixed(0)} Mbit/s = ${((first.sendRateBytesPerSec * 8) / (link.rateMbit * 1e6) * 100).toFixed(0)}% of the link` : ''),
+      (link.rateMbit
+        ? `; sending at ${((first.sendRateBytesPerSec * 8) / 1e6).toFixed(0)} Mbit/s = ${(((first.sendRateBytesPerSec * 8) / (link.rateMbit * 1e6)) * 100).toFixed(0)}% of the link`
+        : ''),
   );
   if (key === 'wan1g') {
     log('first sync: dosvob, 1 stripe');
     const b1 = join(dir, 'backups-1stripe');
     const one = await runOurs(link, 'first sync', b1, src, 'snap-A', { stripes: 1 }, 'dosvob (1 stripe)');
-    checks.push(`${link.name}, first sync with 1 stripe: ${((one.sendRateBytesPerSec * 8) / 1e6).toFixed(0)} Mbit/s while sending (the 2 MiB channel window binds)`);
+    checks.push(
+      `${link.name}, first sync with 1 stripe: ${((one.sendRateBytesPerSec * 8) / 1e6).toFixed(0)} Mbit/s while sending (the 2 MiB channel window binds)`,
+    );
     rmSync(b1, { recursive: true, force: true });
   }
   const slowLink = link.rateMbit !== null && link.rateMbit < 1000;
@@ -456,7 +541,9 @@ async function benchLink(key: string): Promise<void> {
     await runCat(link, src, catDst);
     rmSync(catDst, { force: true });
   } else {
-    notes.push(`${link.name}: rsync and ssh cat first syncs skipped (they send all ${(SIZE / MiB).toFixed(0)} MiB, zeros included: ≥ ${linkFloorS(SIZE).toFixed(0)} s at link rate).`);
+    notes.push(
+      `${link.name}: rsync and ssh cat first syncs skipped (they send all ${(SIZE / MiB).toFixed(0)} MiB, zeros included: ≥ ${linkFloorS(SIZE).toFixed(0)} s at link rate).`,
+    );
   }
   // rsync's destination for the incremental must hold version A: a local sparse copy instead of a transfer.
   if (slowLink) execFileSync('cp', ['--sparse=always', src, rsyncDst]);
@@ -473,8 +560,8 @@ async function benchLink(key: string): Promise<void> {
   checks.push(
     `${link.name}, incremental: wire ${(inc.bytesOnWire / MiB).toFixed(2)} MiB vs changed ${(CHANGED_BYTES / MiB).toFixed(0)} MiB ` +
       `(${inc.bytesOnWire <= CHANGED_BYTES * 1.01 ? 'OK ≤ +1%' : `+${((inc.bytesOnWire / CHANGED_BYTES - 1) * 100).toFixed(1)}%`}${link.rateMbit ? '' : ''}); ` +
-      `wall ${(inc.durationMs / 1000).toFixed(2)} s vs rsync ${rs.wallS.toFixed(2)} s = ${((inc.durationMs / 1000) / rs.wallS).toFixed(2)}x` +
-      (floor ? `; link floor ${floor.toFixed(2)} s → ${((inc.durationMs / 1000) / floor).toFixed(2)}x of floor` : ''),
+      `wall ${(inc.durationMs / 1000).toFixed(2)} s vs rsync ${rs.wallS.toFixed(2)} s = ${(inc.durationMs / 1000 / rs.wallS).toFixed(2)}x` +
+      (floor ? `; link floor ${floor.toFixed(2)} s → ${(inc.durationMs / 1000 / floor).toFixed(2)}x of floor` : ''),
   );
 
   // nothing changed
@@ -489,7 +576,7 @@ async function benchLink(key: string): Promise<void> {
   const baseline = await readHashBaseline(src);
   checks.push(
     `${link.name}, no change: image atime ${none.atimeAfter === old.getTime() ? 'untouched (0 reads of the local image)' : 'CHANGED'}; ` +
-      `wall ${(none.durationMs / 1000).toFixed(2)} s vs read+hash source once ${baseline.toFixed(2)} s = ${((none.durationMs / 1000) / baseline).toFixed(2)}x`,
+      `wall ${(none.durationMs / 1000).toFixed(2)} s vs read+hash source once ${baseline.toFixed(2)} s = ${(none.durationMs / 1000 / baseline).toFixed(2)}x`,
   );
   log('no change: rsync');
   await runRsync(link, 'no change', src, rsyncDst);
@@ -500,9 +587,25 @@ async function benchLink(key: string): Promise<void> {
       log(`block size ${bs}: first sync + incremental`);
       const b = join(dir, `backups-${bs}`);
       await writeSource(src, 'A');
-      await runOurs(link, `first sync, ${bs / 1024} KiB blocks`, b, src, 'snap-A', { blockSize: bs }, `dosvob ${bs / 1024}K`);
+      await runOurs(
+        link,
+        `first sync, ${bs / 1024} KiB blocks`,
+        b,
+        src,
+        'snap-A',
+        { blockSize: bs },
+        `dosvob ${bs / 1024}K`,
+      );
       await mutateToB(src);
-      await runOurs(link, `incremental 2%, ${bs / 1024} KiB blocks`, b, src, 'snap-B', { blockSize: bs }, `dosvob ${bs / 1024}K`);
+      await runOurs(
+        link,
+        `incremental 2%, ${bs / 1024} KiB blocks`,
+        b,
+        src,
+        'snap-B',
+        { blockSize: bs },
+        `dosvob ${bs / 1024}K`,
+      );
       rmSync(b, { recursive: true, force: true });
     }
   }
@@ -514,7 +617,8 @@ function fmtBytes(n: number): string {
 }
 
 function table(): string {
-  const head = '| link | scenario | tool | wall s | wire | (how counted) | CPU client s | CPU server s | RSS client MiB | RSS server MiB | vs rsync wall | ok | notes |';
+  const head =
+    '| link | scenario | tool | wall s | wire | (how counted) | CPU client s | CPU server s | RSS client MiB | RSS server MiB | vs rsync wall | ok | notes |';
   const sep = '|' + '---|'.repeat(13);
   const lines = rows.map((r) => {
     const rs = rows.find((x) => x.link === r.link && x.scenario === r.scenario && x.tool === 'rsync');
@@ -552,7 +656,11 @@ async function main(): Promise<void> {
 }
 
 function writeReport(started: number): string {
-  const cpu = execFileSync('sh', ['-c', "nproc; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], { encoding: 'utf8' }).trim().split('\n');
+  const cpu = execFileSync('sh', ['-c', "nproc; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], {
+    encoding: 'utf8',
+  })
+    .trim()
+    .split('\n');
   const md = [
     '# dosvob transfer benchmark',
     '',
@@ -561,11 +669,11 @@ function writeReport(started: number): string {
       `incremental changes ${REWRITE.length} data regions rewritten + ${FILL.length} zero regions filled (${(CHANGED_BYTES / MiB).toFixed(0)} MiB). ` +
       `dosvob defaults: 1 MiB blocks, stripes auto (1 below 8 ms RTT, else 4), compression auto. Bench took ${((Date.now() - started) / 1000).toFixed(0)} s.`,
     '',
-    'rsync runs with --inplace --no-whole-file plus --ignore-times (a disk image\'s size and mtime say nothing about its content; without it rsync may skip a changed image within the same second).',
+    "rsync runs with --inplace --no-whole-file plus --ignore-times (a disk image's size and mtime say nothing about its content; without it rsync may skip a changed image within the same second).",
     'Wall for dosvob is the transfer call inside its process (SSH connect, agent start, transfer, commit); "process wall" in notes adds Node+tsx start-up.',
     'rsync and ssh cat walls are whole processes. CPU and peak RSS come from GNU time: "server" is the whole SSH server process tree ' +
       '(OpenSSH sshd + rsync --server, or the ssh2 exec server + python agents).',
-    'WAN links: this machine\'s kernel has no netem (tc reports the qdisc kind unknown), so a rate-and-delay TCP proxy (test/bench/link-proxy.ts) emulates them: each direction serializes at the link rate and delivers half an RTT later; it also counts the TCP payload both ways, the wire figure for every tool there. The proxy\'s own CPU (a third process on 2 cores) is in no column.',
+    "WAN links: this machine's kernel has no netem (tc reports the qdisc kind unknown), so a rate-and-delay TCP proxy (test/bench/link-proxy.ts) emulates them: each direction serializes at the link rate and delivers half an RTT later; it also counts the TCP payload both ways, the wire figure for every tool there. The proxy's own CPU (a third process on 2 cores) is in no column.",
     '',
     table(),
     '',

@@ -17,6 +17,16 @@ export interface HttpDeps {
   faults: FaultInjector;
   options: RuntimeOptions;
   log: (entry: Omit<CallLogEntry, 'seq'>) => void;
+  /** Awaited after a request has taken effect and before its answer is sent (tests kill workers here). */
+  afterHandle?: (call: HandledCall) => Promise<void> | void;
+}
+
+export interface HandledCall {
+  method: string;
+  template: string;
+  params: Readonly<Record<string, string>>;
+  requestBody: unknown;
+  status: number;
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
@@ -101,6 +111,13 @@ export class ApiHttpServer {
         if (!k.allowed) throw tooManyRequests(k.retryAfterSeconds);
       }
       result = await match.route.handler({ params: match.params, query: url.searchParams, body: requestBody, path });
+      await this.deps.afterHandle?.({
+        method,
+        template: match.route.template,
+        params: match.params,
+        requestBody,
+        status: result.status,
+      });
       const after = this.deps.faults.after(routeKey);
       if (after.slowMs !== undefined) {
         fault = 'slow';

@@ -7,7 +7,7 @@ import { Cloud } from './cloud';
 import { DiskStore } from './disk';
 import { DropletSshManager } from './droplet-ssh';
 import { FaultInjector } from './faults';
-import { ApiHttpServer } from './http-server';
+import { ApiHttpServer, type HandledCall } from './http-server';
 import { RateLimiter } from './ratelimit';
 import { buildRoutes } from './routes';
 import { Rng } from './rng';
@@ -111,6 +111,11 @@ export class Simulator {
   readonly seed: number;
   private readonly log: CallLogEntry[] = [];
   private closed = false;
+  /**
+   * Test hook, awaited after a request took effect and before it is answered: a test can kill the
+   * client's worker here, so the resource exists but the client never learns of it.
+   */
+  onHandled: ((call: HandledCall) => Promise<void> | void) | undefined;
 
   /** @internal use startSimulator() */
   constructor(
@@ -377,6 +382,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     faults,
     options: runtime,
     log: (entry) => simRef.current?.record(entry),
+    afterHandle: (call) => simRef.current?.onHandled?.(call),
   });
   const { host, port } = await http.listen(resolved.host, resolved.port);
   const sim = new Simulator({

@@ -1,5 +1,6 @@
 // An end-to-end harness: the suite's Temporal dev server, a DigitalOcean simulator, dosvob's real
 // workers (in this process) on task queues of the test's own, and a temporary backups directory.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -32,6 +33,8 @@ export interface Harness {
   config: Config;
   taskQueue: string;
   backupsDir: string;
+  /** Start dosvob's workers in a separate process (which a test may SIGKILL); resolves once it polls. */
+  spawnWorker(): Promise<ChildProcess>;
   /** Start dosvob's workers (again, after a `stopWorkers`). */
   startWorkers(): Promise<void>;
   stopWorkers(): Promise<void>;
@@ -41,7 +44,7 @@ export interface Harness {
 }
 
 export async function startHarness(
-  options: { sim?: SimulatorOptions; config?: Partial<Config>; regions?: string[] } = {},
+  options: { sim?: SimulatorOptions; config?: Partial<Config>; regions?: string[]; inProcessWorkers?: boolean } = {},
 ): Promise<Harness> {
   installLogger(process.env.DOSVOB_LOG_LEVEL ?? 'WARN');
   const sim = await startSimulator({
@@ -75,6 +78,7 @@ export async function startHarness(
   };
   let workers: Worker[] = [];
   let running: Promise<void> | undefined;
+  const children = new Set<ChildProcess>();
 
   const harness: Harness = {
     sim,
@@ -83,6 +87,19 @@ export async function startHarness(
     config,
     taskQueue,
     backupsDir,
+    async spawnWorker() {
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'worker-process.ts')], {
+        env: { ...process.env, DOSVOB_TEST_WORKER: JSON.stringify({ config, taskQueue }) },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      children.add(child);
+      child.on('exit', () => children.delete(child));
+      await new Promise<void>((resolve, reject) => {
+        child.stdout?.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+        child.once('exit', (code) => reject(new Error(`worker process exited with ${code}`)));
+      });
+      return child;
+    },
     async startWorkers() {
       workers = await createWorkers({
         connection: native,
@@ -111,6 +128,7 @@ export async function startHarness(
       return (await handle.result()) as BackupResult;
     },
     async close() {
+      for (const child of children) child.kill('SIGKILL');
       await harness.stopWorkers();
       await connection.close();
       await native.close();
@@ -118,6 +136,6 @@ export async function startHarness(
       rmSync(backupsDir, { recursive: true, force: true });
     },
   };
-  await harness.startWorkers();
+  if (options.inProcessWorkers !== false) await harness.startWorkers();
   return harness;
 }

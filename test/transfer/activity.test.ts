@@ -8,7 +8,12 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment, type MockActivityEnvironmentOptions } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import type { Info } from '@temporalio/activity';
-import { createTransferActivities, type TransferHeartbeat, type TransferVolumeInput, type TransferVolumeResult } from '../../activities/transfer/activity.js';
+import {
+  createTransferActivities,
+  type TransferHeartbeat,
+  type TransferVolumeInput,
+  type TransferVolumeResult,
+} from '../../activities/transfer/activity.js';
 import { storePaths } from '../../activities/store/layout.js';
 import { verifyImage } from '../../activities/store/store.js';
 import { generateEd25519 } from '../support/exec-ssh-server.js';
@@ -72,7 +77,10 @@ function activities(backupsDir: string, coreOptions = {}) {
 }
 
 function throttle(bytesPerSecond: number) {
-  d.faults.wrap = (command) => ({ file: 'sh', args: ['-c', `${command} | python3 ${FILTER} --rate ${bytesPerSecond}`] });
+  d.faults.wrap = (command) => ({
+    file: 'sh',
+    args: ['-c', `${command} | python3 ${FILTER} --rate ${bytesPerSecond}`],
+  });
 }
 
 void describe('transfer activity', { concurrency: false }, () => {
@@ -105,12 +113,15 @@ void describe('transfer activity', { concurrency: false }, () => {
     let last: TransferHeartbeat | undefined;
     env1.on('heartbeat', (details: TransferHeartbeat | undefined) => (last = details ?? last));
     d.faults.dropAfterBytes = 20 * MiB;
-    await assert.rejects(env1.run(activities(f.backups, { maxReconnects: 0, checkpointBytes: MiB }).transferVolume, input(f.device)), (err) => {
-      assert.ok(err instanceof ApplicationFailure, String(err));
-      assert.equal(err.type, 'ConnectionLost');
-      assert.equal(err.nonRetryable, false);
-      return true;
-    });
+    await assert.rejects(
+      env1.run(activities(f.backups, { maxReconnects: 0, checkpointBytes: MiB }).transferVolume, input(f.device)),
+      (err) => {
+        assert.ok(err instanceof ApplicationFailure, String(err));
+        assert.equal(err.type, 'ConnectionLost');
+        assert.equal(err.nonRetryable, false);
+        return true;
+      },
+    );
     const resumeAt = last?.resume?.stripes[0] ?? 0;
     assert.ok(resumeAt >= 10, `heartbeat resume point ${resumeAt}`);
     const env2 = mockEnv({ heartbeatTimeoutMs: 5000, attempt: 2, heartbeatDetails: last });
@@ -138,10 +149,13 @@ void describe('transfer activity', { concurrency: false }, () => {
     });
     throttle(4 * MiB);
     try {
-      await assert.rejects(env.run(activities(f.backups).transferVolume, input(f.device, { snapshotId: 'snap-2' })), (err) => {
-        assert.ok(err instanceof CancelledFailure, String(err));
-        return true;
-      });
+      await assert.rejects(
+        env.run(activities(f.backups).transferVolume, input(f.device, { snapshotId: 'snap-2' })),
+        (err) => {
+          assert.ok(err instanceof CancelledFailure, String(err));
+          return true;
+        },
+      );
       const took = Date.now() - cancelledAt;
       assert.ok(cancelledAt > 0 && took < 1000, `stopped ${took} ms after the cancel`);
     } finally {
@@ -154,11 +168,14 @@ void describe('transfer activity', { concurrency: false }, () => {
   void test('a wrong host key is a non-retryable HostKeyMismatch', async () => {
     const f = await fixture(2 * MiB, () => 'random');
     const env = mockEnv();
-    await assert.rejects(env.run(activities(f.backups).transferVolume, input(f.device, { hostPublicKey: generateEd25519().publicKey })), (err) => {
-      assert.ok(err instanceof ApplicationFailure, String(err));
-      assert.equal(err.type, 'HostKeyMismatch');
-      assert.equal(err.nonRetryable, true);
-      return true;
-    });
+    await assert.rejects(
+      env.run(activities(f.backups).transferVolume, input(f.device, { hostPublicKey: generateEd25519().publicKey })),
+      (err) => {
+        assert.ok(err instanceof ApplicationFailure, String(err));
+        assert.equal(err.type, 'HostKeyMismatch');
+        assert.equal(err.nonRetryable, true);
+        return true;
+      },
+    );
   });
 });

@@ -3,7 +3,12 @@ import { randomBytes, createHash } from 'node:crypto';
 import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ExecSshServer, generateEd25519, type ExecSshServerOptions, type SpawnSpec } from '../support/exec-ssh-server.js';
+import {
+  ExecSshServer,
+  generateEd25519,
+  type ExecSshServerOptions,
+  type SpawnSpec,
+} from '../support/exec-ssh-server.js';
 import { syncVolume, type SyncVolumeOptions, type SyncVolumeResult } from '../../activities/transfer/core.js';
 
 export interface Droplet {
@@ -99,7 +104,12 @@ export async function makeDevice(
 }
 
 /** Overwrite region i with random data or zeros (writing zeros, not punching: the device is "a disk"). */
-export async function mutateRegion(path: string, regionSize: number, i: number, what: 'zero' | 'random'): Promise<void> {
+export async function mutateRegion(
+  path: string,
+  regionSize: number,
+  i: number,
+  what: 'zero' | 'random',
+): Promise<void> {
   const fh = await open(path, 'r+');
   try {
     const data = what === 'zero' ? Buffer.alloc(regionSize) : randomBytes(regionSize);
@@ -140,7 +150,12 @@ export async function nonZeroBytes(path: string): Promise<number> {
   return n;
 }
 
-export function baseOptions(d: Droplet, backupsDir: string, devicePath: string, extra: Partial<SyncVolumeOptions> = {}): SyncVolumeOptions {
+export function baseOptions(
+  d: Droplet,
+  backupsDir: string,
+  devicePath: string,
+  extra: Partial<SyncVolumeOptions> = {},
+): SyncVolumeOptions {
   return {
     backupsDir,
     volumeName: 'vol1',
@@ -156,6 +171,11 @@ export function baseOptions(d: Droplet, backupsDir: string, devicePath: string, 
   };
 }
 
-export async function sync(d: Droplet, backupsDir: string, devicePath: string, extra: Partial<SyncVolumeOptions> = {}): Promise<SyncVolumeResult> {
+export async function sync(
+  d: Droplet,
+  backupsDir: string,
+  devicePath: string,
+  extra: Partial<SyncVolumeOptions> = {},
+): Promise<SyncVolumeResult> {
   return syncVolume(baseOptions(d, backupsDir, devicePath, extra));
 }

@@ -48,7 +48,10 @@ after(async () => {
 });
 
 /** A fresh device + backups dir per test. */
-async function fixture(sizeBytes = 24 * MiB, fill: (i: number) => 'zero' | 'random' = (i) => (i % 4 === 1 ? 'random' : 'zero')) {
+async function fixture(
+  sizeBytes = 24 * MiB,
+  fill: (i: number) => 'zero' | 'random' = (i) => (i % 4 === 1 ? 'random' : 'zero'),
+) {
   const dir = join(tmp.dir, `t${++n}`);
   await mkdir(dir, { recursive: true });
   const device = join(dir, 'device.img');
@@ -93,7 +96,10 @@ void describe('transfer', { concurrency: false }, () => {
     assert.equal(r.blocksUnchanged, 29);
     assert.equal(r.bytesReadRemote, 32 * MiB);
     const changed = 2 * MiB;
-    assert.ok(r.wireBytesReceived <= changed * 1.01 + 16 * 1024, `received ${r.wireBytesReceived} for ${changed} changed bytes`);
+    assert.ok(
+      r.wireBytesReceived <= changed * 1.01 + 16 * 1024,
+      `received ${r.wireBytesReceived} for ${changed} changed bytes`,
+    );
     await assertSparse(r.imagePath, f.device);
     assert.equal((await verifyImage(f.backups, 'vol1')).ok, true);
     assert.equal(imageBefore.ino, (await stat(r.imagePath)).ino, 'updated in place');
@@ -198,11 +204,15 @@ void describe('transfer', { concurrency: false }, () => {
     for (let i = 0; i < 32; i += 4) await mutateRegion(f.device, MiB, i, 'random'); // 8 data records
     await mutateRegion(f.device, MiB, 2, 'zero');
     const opts = { ...baseOptions(d, f.backups, f.device), snapshotId: 'snap-2', stripes: 1, killAtRecord: 4 };
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(opts)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('close', (_code, sig) => resolve(sig)));
+    const signal = await new Promise<NodeJS.Signals | null>((resolve) =>
+      child.on('close', (_code, sig) => resolve(sig)),
+    );
     assert.equal(signal, 'SIGKILL', `child was to be killed mid-apply: ${out}`);
     const paths = storePaths(f.backups, 'vol1');
     assert.ok((await stat(paths.commit)).isFile(), 'the commit record survived');
@@ -221,12 +231,17 @@ void describe('transfer', { concurrency: false }, () => {
   void test('a wrong host key is refused before anything is sent', async () => {
     const f = await fixture(4 * MiB);
     const other = generateEd25519();
-    await assert.rejects(sync(d, f.backups, f.device, { ssh: { ...baseOptions(d, f.backups, f.device).ssh, hostPublicKey: other.publicKey } }), (err) => {
-      assert.ok(err instanceof HostKeyMismatchError, String(err));
-      assert.match(err.message, /host key mismatch/);
-      assert.equal(err.retryable, false);
-      return true;
-    });
+    await assert.rejects(
+      sync(d, f.backups, f.device, {
+        ssh: { ...baseOptions(d, f.backups, f.device).ssh, hostPublicKey: other.publicKey },
+      }),
+      (err) => {
+        assert.ok(err instanceof HostKeyMismatchError, String(err));
+        assert.match(err.message, /host key mismatch/);
+        assert.equal(err.retryable, false);
+        return true;
+      },
+    );
     await assert.rejects(stat(storePaths(f.backups, 'vol1').image), { code: 'ENOENT' });
   });
 
@@ -238,12 +253,15 @@ void describe('transfer', { concurrency: false }, () => {
       assert.match(err.message, /protocol 99/);
       return true;
     });
-    await assert.rejects(sync(d, f.backups, f.device, { hooks: { agentCommand: (c) => c.replace('python3', 'python3-missing-here') } }), (err) => {
-      assert.ok(err instanceof RemoteAgentError, String(err));
-      assert.equal(err.retryable, false);
-      assert.match(err.message, /python3/);
-      return true;
-    });
+    await assert.rejects(
+      sync(d, f.backups, f.device, { hooks: { agentCommand: (c) => c.replace('python3', 'python3-missing-here') } }),
+      (err) => {
+        assert.ok(err instanceof RemoteAgentError, String(err));
+        assert.equal(err.retryable, false);
+        assert.match(err.message, /python3/);
+        return true;
+      },
+    );
     await assert.rejects(sync(d, f.backups, join(f.dir, 'no-such-device')), (err) => {
       assert.ok(err instanceof RemoteAgentError, String(err));
       assert.match(err.message, /cannot open device/);

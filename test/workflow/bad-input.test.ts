@@ -1,6 +1,7 @@
 // Bad input ends with a clear message, and loses nothing.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -52,11 +53,11 @@ describe('bad input', () => {
     }
   });
 
-  it('dosvob sync exits 2 with one line on a wrong token, before starting anything', () => {
+  // Asynchronous: the simulator answers from this very process.
+  it('dosvob sync exits 2 with one line on a wrong token, before starting anything', async () => {
     const conf = path.join(h.backupsDir, 'conf.json');
     writeFileSync(conf, JSON.stringify({ region: 'nyc3' }));
-    const out = spawnSync(process.execPath, [path.resolve(__dirname, '../../bin/dosvob.js'), 'sync'], {
-      encoding: 'utf8',
+    const out = await promisify(execFile)(process.execPath, [path.resolve(__dirname, '../../bin/dosvob.js'), 'sync'], {
       cwd: h.backupsDir,
       env: {
         PATH: process.env.PATH,
@@ -65,7 +66,10 @@ describe('bad input', () => {
         DIGITALOCEAN_API_URL: h.sim.apiUrl,
         DOSVOB_CONFIG: conf,
       },
-    });
+    }).then(
+      () => ({ status: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => ({ status: err.code, stderr: err.stderr }),
+    );
     assert.equal(out.status, 2, out.stderr);
     assert.match(out.stderr, /^dosvob: .*rejected the token \(401\)/);
     assert.equal(out.stderr.trim().split('\n').length, 1);
