@@ -6,6 +6,7 @@ import { NativeConnection } from '@temporalio/worker';
 import path from 'node:path';
 import { dataDir } from '../common/paths';
 import { isListening, startDevServer, type DevServer } from './temporal-server';
+import { UserError } from './errors';
 
 export const EMBEDDED_ADDRESS = { ip: '127.0.0.1', port: 7233, uiPort: 8233 };
 
@@ -56,7 +57,7 @@ export async function connectTemporal(options: { log?: (line: string) => void } 
       });
     }
   }
-  const connection = await Connection.connect({ ...connectionOptions, address });
+  const connection = await connectOrExplain({ ...connectionOptions, address });
   const client = new Client({ connection, namespace });
   let native: NativeConnection | undefined;
   return {
@@ -82,4 +83,22 @@ export async function connectTemporal(options: { log?: (line: string) => void } 
 
 export function workflowUiLink(uiUrl: string | undefined, namespace: string, workflowId: string, runId: string) {
   return uiUrl ? `${uiUrl}/namespaces/${namespace}/workflows/${encodeURIComponent(workflowId)}/${runId}/history` : undefined;
+}
+
+/**
+ * Connect and make one call, so a wrong or unreachable TEMPORAL_ADDRESS is one clear line now rather than a gRPC
+ * "14 UNAVAILABLE" from whichever call happens to come first.
+ */
+async function connectOrExplain(options: Parameters<typeof Connection.connect>[0] & { address: string }) {
+  let connection: Connection | undefined;
+  try {
+    const c = await Connection.connect({ connectTimeout: 10_000, ...options });
+    connection = c;
+    await c.withDeadline(Date.now() + 10_000, () => c.workflowService.getSystemInfo({}));
+    return c;
+  } catch (err) {
+    await connection?.close().catch(() => undefined);
+    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new UserError(`cannot reach Temporal at ${options.address}: ${reason}`, 1);
+  }
 }

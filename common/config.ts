@@ -38,6 +38,7 @@ export const configSchema = z
       .regex(/^[A-Za-z0-9._@:-]+$/)
       .optional(),
     ssh_port: z.int().min(1).max(65535).default(22),
+    api_timeout_ms: z.int().min(100).max(600_000).optional(),
     schedule: z.string().min(1).default('4h'),
     prices: z
       .object({
@@ -68,6 +69,8 @@ export interface Config {
   readonly keySecret: string | undefined;
   readonly storeTaskQueue: string;
   readonly sshPort: number;
+  /** Timeout of one DigitalOcean API request; default 15 s (dots-wrapper's). */
+  readonly apiTimeoutMs?: number;
   readonly schedule: string;
   readonly prices: Prices;
   readonly sourcePath: string | undefined;
@@ -148,6 +151,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     keySecret: c.key_secret ?? env.DOSVOB_KEY_SECRET,
     storeTaskQueue: c.store_task_queue ?? env.DOSVOB_STORE_TASK_QUEUE ?? DEFAULT_STORE_TASK_QUEUE,
     sshPort: c.ssh_port,
+    apiTimeoutMs: c.api_timeout_ms,
     schedule: c.schedule,
     prices: { ...DEFAULT_PRICES, ...c.prices },
     sourcePath: file,

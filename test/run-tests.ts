@@ -39,7 +39,16 @@ async function main(): Promise<number> {
     writeFileSync(bundlePath, bundle.code);
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', '--test', `--test-concurrency=${process.env.DOSVOB_TEST_CONCURRENCY ?? 2}`, ...files],
+      [
+        '--import',
+        'tsx',
+        '--test',
+        `--test-concurrency=${process.env.DOSVOB_TEST_CONCURRENCY ?? 2}`,
+        ...(process.env.DOSVOB_TEST_NAME_PATTERN
+          ? [`--test-name-pattern=${process.env.DOSVOB_TEST_NAME_PATTERN}`]
+          : []),
+        ...files,
+      ],
       {
         stdio: 'inherit',
         env: {
@@ -50,7 +59,9 @@ async function main(): Promise<number> {
         },
       },
     );
-    return await new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))));
+    return await new Promise<number>((resolve) =>
+      child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))),
+    );
   } finally {
     await server?.stop();
     rmSync(work, { recursive: true, force: true });

@@ -44,7 +44,7 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
   const shared: Partial<WorkerOptions> = { shutdownGraceTime: '10s', ...setup.options };
 
   if (role === 'all' || role === 'main') {
-    const api = createDoApi({ token: config.doToken, apiUrl: config.apiUrl });
+    const api = createDoApi({ token: config.doToken, apiUrl: config.apiUrl, requestTimeoutMs: config.apiTimeoutMs });
     workers.push(
       await Worker.create({
         connection,

@@ -13,7 +13,7 @@ import { createWorkers, installLogger, runWorkers } from '../../worker/worker';
 import type { BackupInput, BackupResult, Timings } from '../../workflows/types';
 import { startSimulator, type Simulator } from '../simulator';
 import type { SimulatorOptions } from '../simulator/types';
-import { connect, uniqueId, workflowBundle } from './temporal';
+import { connect, temporalAddress, uniqueId, workflowBundle } from './temporal';
 
 /** Waits short enough for tests to run in seconds, long enough for a 2-core machine. */
 export const FAST_TIMINGS: Partial<Timings> = {
@@ -28,6 +28,8 @@ export const FAST_TIMINGS: Partial<Timings> = {
 
 export interface Harness {
   sim: Simulator;
+  /** The Temporal server's address (host:port). */
+  address: string;
   client: Client;
   native: NativeConnection;
   config: Config;
@@ -43,9 +45,16 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(
-  options: { sim?: SimulatorOptions; config?: Partial<Config>; regions?: string[]; inProcessWorkers?: boolean } = {},
-): Promise<Harness> {
+export interface HarnessOptions {
+  sim?: SimulatorOptions;
+  config?: Partial<Config>;
+  regions?: string[];
+  inProcessWorkers?: boolean;
+  /** A Temporal server of the test's own (host:port); default the suite's (TEMPORAL_ADDRESS). */
+  address?: string;
+}
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   installLogger(process.env.DOSVOB_LOG_LEVEL ?? 'WARN');
   const sim = await startSimulator({
     actionDelayMs: 30,
@@ -53,7 +62,8 @@ export async function startHarness(
     snapshotIntervalMs: 0,
     ...options.sim,
   });
-  const { client, connection, native } = await connect();
+  const address = options.address ?? temporalAddress();
+  const { client, connection, native } = await connect(address);
   const backupsDir = mkdtempSync(path.join(tmpdir(), 'dosvob-backups-'));
   const taskQueue = uniqueId('dosvob-test');
   const config: Config = {
@@ -82,6 +92,7 @@ export async function startHarness(
 
   const harness: Harness = {
     sim,
+    address,
     client,
     native,
     config,
@@ -89,7 +100,7 @@ export async function startHarness(
     backupsDir,
     async spawnWorker() {
       const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'worker-process.ts')], {
-        env: { ...process.env, DOSVOB_TEST_WORKER: JSON.stringify({ config, taskQueue }) },
+        env: { ...process.env, TEMPORAL_ADDRESS: address, DOSVOB_TEST_WORKER: JSON.stringify({ config, taskQueue }) },
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       children.add(child);

@@ -15,8 +15,10 @@ export function workflowBundle(): { codePath: string } {
   return { codePath };
 }
 
-export async function connect(): Promise<{ client: Client; connection: Connection; native: NativeConnection }> {
-  const address = temporalAddress();
+/** Connect to the suite's dev server, or to `address` (a test's own server). */
+export async function connect(
+  address = temporalAddress(),
+): Promise<{ client: Client; connection: Connection; native: NativeConnection }> {
   const connection = await Connection.connect({ address });
   const native = await NativeConnection.connect({ address });
   return { client: new Client({ connection }), connection, native };

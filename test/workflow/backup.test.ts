@@ -50,7 +50,11 @@ describe('backup workflow', () => {
     assert.deepEqual(live.droplets, [], 'no droplets left');
     assert.deepEqual(live.snapshots, [], 'no snapshots left');
     assert.deepEqual(live.sshKeys, [], 'no SSH keys left');
-    assert.deepEqual(live.volumes.map((v) => v.name).sort(), ['db-data', 'logs', 'web-files'], 'only the source volumes');
+    assert.deepEqual(
+      live.volumes.map((v) => v.name).sort(),
+      ['db-data', 'logs', 'web-files'],
+      'only the source volumes',
+    );
   }
 
   it('backs up every volume in two regions, byte for byte, and leaves nothing behind', async () => {

@@ -1,0 +1,28 @@
+// `dosvob runs`: recent runs with their outcome, duration, bytes transferred and estimated cost.
+import { formatBytes } from '../../workflows/util';
+import { formatDuration, formatTime, table, type Output } from '../output';
+import { listRuns, type RunSummary } from '../runs';
+import type { Session } from '../session';
+
+export function runsTable(runs: readonly RunSummary[]): string[] {
+  return table(
+    ['START', 'OUTCOME', 'DURATION', 'VOLUMES', 'TRANSFERRED', 'COST', 'RUN'],
+    runs.map((r) => [
+      formatTime(new Date(r.start)),
+      r.outcome,
+      r.durationMs === undefined ? '-' : formatDuration(r.durationMs),
+      r.volumes === undefined ? '-' : r.volumesFailed ? `${r.volumes} (${r.volumesFailed} failed)` : String(r.volumes),
+      r.bytesTransferred === undefined ? '-' : formatBytes(r.bytesTransferred),
+      r.estimatedCostUsd === undefined ? '-' : `$${r.estimatedCostUsd.toFixed(4)}`,
+      r.outcome === 'skipped' ? r.workflowId : r.runId,
+    ]),
+  );
+}
+
+export async function runs(session: Session, out: Output, options: { limit: number }): Promise<RunSummary[]> {
+  const list = await listRuns(session.client, session.ids, options.limit);
+  out.json(list);
+  if (list.length === 0) out.line('no backup runs yet');
+  else for (const line of runsTable(list)) out.line(line);
+  return list;
+}

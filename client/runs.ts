@@ -1,0 +1,96 @@
+// Recent backup runs, from Temporal's visibility store and each closed run's own result: start, outcome, duration,
+// bytes transferred, cost. A schedule's launcher workflow is listed only when it skipped (another run was in progress);
+// otherwise the run it launched, which has the installation's workflow id, stands for it.
+import { WorkflowFailedError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
+import { DOSVOB_OUTCOME } from '../common/search-attributes';
+import type { BackupResult } from '../workflows/types';
+import { describeError } from './errors';
+import { WORKFLOW_TYPE, quoteQuery, type RunIds } from './ids';
+import { resultOfFailure } from './commands/sync';
+
+export type RunOutcome = 'running' | 'ok' | 'failed' | 'cancelled' | 'skipped' | 'terminated' | 'timed out';
+
+export interface RunSummary {
+  workflowId: string;
+  runId: string;
+  /** The schedule launcher that started the run, if any. */
+  launchedBy: string | undefined;
+  start: string;
+  end: string | undefined;
+  outcome: RunOutcome;
+  durationMs: number | undefined;
+  volumes: number | undefined;
+  volumesFailed: number | undefined;
+  bytesTransferred: number | undefined;
+  estimatedCostUsd: number | undefined;
+  message: string | undefined;
+}
+
+function outcomeOfStatus(status: WorkflowExecutionInfo['status']['name']): RunOutcome {
+  switch (status) {
+    case 'RUNNING':
+      return 'running';
+    case 'COMPLETED':
+      return 'ok';
+    case 'CANCELLED':
+      return 'cancelled';
+    case 'TERMINATED':
+      return 'terminated';
+    case 'TIMED_OUT':
+      return 'timed out';
+    default:
+      return 'failed';
+  }
+}
+
+/** The visibility query for this installation's workflows. */
+export function runsQuery(ids: RunIds): string {
+  return `WorkflowType = ${quoteQuery(WORKFLOW_TYPE)} AND TaskQueue = ${quoteQuery(ids.taskQueue)}`;
+}
+
+async function summarize(client: Client, info: WorkflowExecutionInfo): Promise<RunSummary> {
+  const summary: RunSummary = {
+    workflowId: info.workflowId,
+    runId: info.runId,
+    launchedBy: info.parentExecution?.workflowId ?? undefined,
+    start: info.startTime.toISOString(),
+    end: info.closeTime?.toISOString(),
+    outcome: outcomeOfStatus(info.status.name),
+    durationMs: info.closeTime ? info.closeTime.getTime() - info.startTime.getTime() : undefined,
+    volumes: undefined,
+    volumesFailed: undefined,
+    bytesTransferred: undefined,
+    estimatedCostUsd: undefined,
+    message: undefined,
+  };
+  if (info.status.name === 'RUNNING') return summary;
+  let result: BackupResult | undefined;
+  try {
+    result = (await client.workflow.getHandle(info.workflowId, info.runId).result()) as BackupResult;
+  } catch (err) {
+    result = resultOfFailure(err);
+    summary.message = err instanceof WorkflowFailedError ? describeError(err) : undefined;
+  }
+  if (result) {
+    if (result.skipped) summary.outcome = 'skipped';
+    summary.volumes = result.volumes.length;
+    summary.volumesFailed = result.volumes.filter((v) => !v.ok).length;
+    summary.bytesTransferred = result.volumes.reduce((sum, v) => sum + v.bytesTransferred, 0);
+    summary.estimatedCostUsd = result.estimatedCostUsd;
+    summary.message = result.message;
+  }
+  return summary;
+}
+
+/** The `limit` most recent runs, newest first. */
+export async function listRuns(client: Client, ids: RunIds, limit: number): Promise<RunSummary[]> {
+  const infos: WorkflowExecutionInfo[] = [];
+  for await (const info of client.workflow.list({ query: runsQuery(ids), pageSize: Math.max(10, limit * 2) })) {
+    const isRun = info.workflowId === ids.workflowId;
+    const skipped = info.typedSearchAttributes.get(DOSVOB_OUTCOME) === 'skipped';
+    if (isRun || skipped) infos.push(info);
+    if (infos.length >= limit) break;
+  }
+  infos.sort((a, b) => b.startTime.getTime() - a.startTime.getTime());
+  return Promise.all(infos.map((info) => summarize(client, info)));
+}

@@ -1,0 +1,176 @@
+// Cancelled at each step, a run still deletes everything it created. Terminated (no cleanup runs),
+// its leftovers are removed by the next run's sweep, and nothing that is not dosvob's is touched.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CancelledFailure, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { createDoApi } from '../../activities/digitalocean/api';
+import { EPHEMERAL_TAG } from '../../common/names';
+import type { BackupResult, RunProgress } from '../../workflows/types';
+import type { HandledCall } from '../simulator/http-server';
+import { randomData } from '../support/bytes';
+import { FAST_TIMINGS, startHarness, type Harness } from '../support/harness';
+import { uniqueId } from '../support/temporal';
+
+const MiB = 1 << 20;
+
+const api =
+  (method: string, template: string, type?: string) =>
+  (c: HandledCall): boolean =>
+    c.method === method &&
+    c.template === template &&
+    (type === undefined || (c.requestBody as { type?: string } | undefined)?.type === type);
+
+const STEPS: Array<[string, (c: HandledCall) => boolean]> = [
+  ['sweep', api('GET', '/v2/droplets')],
+  ['register key', api('POST', '/v2/account/keys')],
+  ['create droplet', api('POST', '/v2/droplets')],
+  ['wait for droplet', api('GET', '/v2/droplets/{droplet_id}')],
+  ['snapshot', api('POST', '/v2/volumes/{volume_id}/snapshots')],
+  ['copy volume', api('POST', '/v2/volumes')],
+  ['attach', api('POST', '/v2/volumes/{volume_id}/actions', 'attach')],
+  ['detach', api('POST', '/v2/volumes/{volume_id}/actions', 'detach')],
+  ['delete copy', api('DELETE', '/v2/volumes/{volume_id}')],
+  ['delete snapshot', api('DELETE', '/v2/snapshots/{snapshot_id}')],
+];
+
+function start(h: Harness): Promise<WorkflowHandle> {
+  const workflowId = uniqueId('run');
+  return h.client.workflow.start('backupWorkflow', {
+    taskQueue: h.taskQueue,
+    workflowId,
+    args: [{ singletonId: workflowId, timings: FAST_TIMINGS }],
+  });
+}
+
+function dosvobLeftovers(h: Harness) {
+  const live = h.sim.liveResources();
+  return {
+    droplets: live.droplets.map((d) => d.name),
+    volumes: live.volumes.filter((v) => v.tags.includes(EPHEMERAL_TAG)).map((v) => v.name),
+    snapshots: live.snapshots.map((s) => s.name),
+    sshKeys: live.sshKeys.map((k) => k.name),
+  };
+}
+
+const NONE = { droplets: [], volumes: [], snapshots: [], sshKeys: [] };
+
+describe('cancellation', () => {
+  let h: Harness;
+  before(async () => {
+    // A dozen runs in a minute: more SSH-key listings than DigitalOcean's 10 a minute.
+    h = await startHarness({ sim: { sshKeyListPerMinute: 100 } });
+    const v = await h.sim.createVolume({ name: 'app-data', region: 'nyc3', sizeGigabytes: 1 });
+    await h.sim.writeVolume(v.id, 0, randomData(4 * MiB));
+  });
+  after(async () => h?.close());
+
+  for (const [step, at] of STEPS) {
+    it(`cancelled during "${step}": the run ends cancelled and leaves nothing`, async () => {
+      let handle: WorkflowHandle | undefined;
+      let cancelled = false;
+      h.sim.onHandled = async (call) => {
+        if (cancelled || !handle || !at(call)) return;
+        cancelled = true;
+        await handle.cancel();
+      };
+      handle = await start(h);
+      try {
+        await assert.rejects(handle.result(), (err: unknown) => {
+          assert.ok(err instanceof WorkflowFailedError, String(err));
+          assert.ok(err.cause instanceof CancelledFailure, `cancelled, not ${err.cause?.message}`);
+          return true;
+        });
+      } finally {
+        h.sim.onHandled = undefined;
+      }
+      assert.ok(cancelled, `the run reached "${step}"`);
+      assert.deepEqual(dosvobLeftovers(h), NONE);
+      const progress = await handle.query<RunProgress>('progress');
+      assert.equal(progress.phase, 'finished');
+    });
+  }
+
+  it('cancelled during the transfer: leaves nothing, and the previous image is intact', async () => {
+    const handle = await start(h);
+    for (;;) {
+      const { raw } = await handle.describe();
+      if (raw.pendingActivities?.some((a) => a.activityType?.name === 'transferVolume')) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await handle.cancel();
+    await assert.rejects(handle.result(), WorkflowFailedError);
+    assert.deepEqual(dosvobLeftovers(h), NONE);
+  });
+});
+
+describe('termination', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+    const v = await h.sim.createVolume({ name: 'app-data', region: 'nyc3', sizeGigabytes: 1 });
+    await h.sim.writeVolume(v.id, 0, randomData(2 * MiB));
+  });
+  after(async () => h?.close());
+
+  it("a terminated run's leftovers are swept by the next run; decoys that are not dosvob's survive", async () => {
+    // Terminate once the copy is attached: droplet, key, snapshot and copy volume all exist.
+    let handle: WorkflowHandle | undefined;
+    let terminated: Promise<unknown> | undefined;
+    h.sim.onHandled = (call) => {
+      if (!terminated && handle && api('POST', '/v2/volumes/{volume_id}/actions', 'attach')(call)) {
+        terminated = handle.terminate('test: simulating a run killed without cleanup');
+      }
+    };
+    handle = await start(h);
+    await assert.rejects(handle.result(), WorkflowFailedError);
+    await terminated;
+    h.sim.onHandled = undefined;
+    const left = dosvobLeftovers(h);
+    assert.equal(left.droplets.length, 1, 'the terminated run left its droplet');
+    assert.equal(left.volumes.length, 1, 'and its copy volume');
+    assert.equal(left.snapshots.length, 1, 'and its snapshot');
+    assert.equal(left.sshKeys.length, 1, 'and its key');
+
+    // Decoys: the prefix without the tag, the tag without the prefix, a user snapshot.
+    const do_ = createDoApi({ token: h.sim.token, apiUrl: h.sim.apiUrl });
+    const decoyVolume = await h.sim.createVolume({ name: 'dosvob-ephemeral-data', region: 'nyc3', sizeGigabytes: 1 });
+    const decoyDroplet = (
+      await do_.droplet.createDroplet({
+        name: 'web-1',
+        region: 'nyc3',
+        size: 's-1vcpu-1gb',
+        image: 'debian-12-x64',
+        tags: [EPHEMERAL_TAG],
+      })
+    ).data.droplet;
+    const source = h.sim.liveResources().volumes.find((v) => v.name === 'app-data');
+    const userSnapshot = (await do_.volume.createVolumeSnapshot({ volume_id: source?.id ?? '', name: 'nightly' })).data
+      .snapshot;
+
+    const next = await start(h);
+    const result = (await next.result()) as BackupResult;
+    assert.ok(
+      result.volumes.every((v) => v.ok),
+      JSON.stringify(result.volumes),
+    );
+    assert.equal(result.swept.length, 4, `swept: ${result.swept.join(', ')}`);
+    const live = h.sim.liveResources();
+    assert.deepEqual(
+      live.droplets.map((d) => d.id),
+      [decoyDroplet.id],
+      'only the decoy droplet remains',
+    );
+    assert.deepEqual(
+      live.snapshots.map((s) => s.id),
+      [userSnapshot.id],
+      'only the user snapshot remains',
+    );
+    assert.deepEqual(
+      live.volumes.map((v) => v.name).sort(),
+      ['app-data', 'dosvob-ephemeral-data'],
+      'the user volumes remain',
+    );
+    assert.ok(live.volumes.some((v) => v.id === decoyVolume.id));
+    assert.deepEqual(live.sshKeys, []);
+  });
+});
