@@ -1,7 +1,7 @@
 // dosvob's workers. One process can poll both queues (the embedded default), or only one:
 // the main queue (the workflow and DigitalOcean activities, on any machine) or the store queue
 // (the transfer, only on the machine that holds the backups directory).
-import { NativeConnection, Runtime, Worker, type WorkerOptions, DefaultLogger } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
 import type { Config } from '../common/config';
 import { dataDir } from '../common/paths';
 import { MAIN_TASK_QUEUE } from '../common/task-queues';
@@ -33,7 +33,16 @@ let loggerInstalled = false;
 export function installLogger(level = process.env.DOSVOB_LOG_LEVEL ?? 'WARN'): void {
   if (loggerInstalled) return;
   loggerInstalled = true;
-  Runtime.install({ logger: new DefaultLogger(level as 'WARN') });
+  const levels: readonly LogLevel[] = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'];
+  const threshold: LogLevel = levels.includes(level as LogLevel) ? (level as LogLevel) : 'WARN';
+  // The store worker hosts activities only, by design: the SDK's warning about it is noise.
+  const expected = /^No workflows registered/;
+  const sink = new DefaultLogger(threshold);
+  Runtime.install({
+    logger: new DefaultLogger(threshold, (entry) => {
+      if (!expected.test(entry.message)) sink.log(entry.level, entry.message, entry.meta);
+    }),
+  });
 }
 
 export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
