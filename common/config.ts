@@ -133,7 +133,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
   const regions = c.regions ?? (c.region ? [c.region] : []);
   if (regions.length === 0) {
-    throw new ConfigError(`${file} is invalid:\n  - region: missing (e.g. "region": "nyc3", or "regions": ["nyc3", "fra1"])`);
+    throw new ConfigError(
+      `${file} is invalid:\n  - region: missing (e.g. "region": "nyc3", or "regions": ["nyc3", "fra1"])`,
+    );
   }
   const apiUrl = (env.DIGITALOCEAN_API_URL ?? c.api_url ?? DEFAULT_API_URL).replace(/\/+$/, '').replace(/\/v2$/, '');
   return {

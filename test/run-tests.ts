@@ -25,10 +25,13 @@ async function main(): Promise<number> {
   let server: DevServer | undefined;
   try {
     let address = process.env.TEMPORAL_ADDRESS;
+    // The web UI of the suite's server, for the browser test (a server given by TEMPORAL_ADDRESS may pass its own).
+    let uiUrl = process.env.DOSVOB_TEST_UI_URL;
     if (!address) {
       const started = Date.now();
       server = await startDevServer({ logFile: path.join(work, 'temporal.log') });
       address = server.address;
+      uiUrl = server.uiUrl;
       console.log(`# temporal dev server at ${address} (ui ${server.uiUrl}), up in ${Date.now() - started} ms`);
     }
     const bundle = await bundleWorkflowCode({
@@ -44,6 +47,8 @@ async function main(): Promise<number> {
         'tsx',
         '--test',
         `--test-concurrency=${process.env.DOSVOB_TEST_CONCURRENCY ?? 2}`,
+        // A hung test fails (and says which) instead of stalling CI.
+        `--test-timeout=${process.env.DOSVOB_TEST_TIMEOUT_MS ?? 300_000}`,
         ...(process.env.DOSVOB_TEST_NAME_PATTERN
           ? [`--test-name-pattern=${process.env.DOSVOB_TEST_NAME_PATTERN}`]
           : []),
@@ -56,6 +61,7 @@ async function main(): Promise<number> {
           TEMPORAL_ADDRESS: address,
           DOSVOB_TEST_WORKFLOW_BUNDLE: bundlePath,
           DOSVOB_TEST_SERVER_LOG: path.join(work, 'temporal.log'),
+          ...(uiUrl ? { DOSVOB_TEST_UI_URL: uiUrl } : {}),
         },
       },
     );

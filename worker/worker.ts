@@ -1,7 +1,14 @@
 // dosvob's workers. One process can poll both queues (the embedded default), or only one:
 // the main queue (the workflow and DigitalOcean activities, on any machine) or the store queue
 // (the transfer, only on the machine that holds the backups directory).
-import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
+import {
+  DefaultLogger,
+  NativeConnection,
+  Runtime,
+  Worker,
+  type LogLevel,
+  type WorkerOptions,
+} from '@temporalio/worker';
 import type { Config } from '../common/config';
 import { dataDir } from '../common/paths';
 import { MAIN_TASK_QUEUE } from '../common/task-queues';
@@ -10,7 +17,7 @@ import { createDigitalOceanActivities } from '../activities/digitalocean/activit
 import { loadOrCreateKeySecret, deriveRunKey } from '../activities/run-keys';
 import { createSettingsActivities } from '../activities/settings';
 import { createHealthcheckActivities } from '../activities/healthchecks';
-import { createTransferActivities } from '../activities/transfer/activity';
+import { createTransferActivities, type TransferActivityDeps } from '../activities/transfer/activity';
 
 export type WorkerRole = 'all' | 'main' | 'store';
 
@@ -25,6 +32,8 @@ export interface WorkerSetup {
   workflowBundle?: WorkerOptions['workflowBundle'];
   /** Extra worker options (tests shorten shutdown grace, etc.). */
   options?: Partial<WorkerOptions>;
+  /** Extra transfer options (tests fix the number of stripes, etc.). */
+  transferOptions?: TransferActivityDeps['coreOptions'];
 }
 
 let loggerInstalled = false;
@@ -82,6 +91,7 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
         activities: createTransferActivities({
           backupsDir: config.backupsDir,
           resolveClientKey: (runId: string) => deriveRunKey(keySecret, runId, 'client').privateKey,
+          coreOptions: setup.transferOptions,
         }),
         ...shared,
       }),

@@ -473,27 +473,28 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
           return;
         }
         const conn = await link.get();
-        let session: AgentSession;
-        if (firstSession && s.index === 0) {
-          session = firstSession;
-          firstSession = undefined;
-        } else {
-          const started = await startAgent(conn);
-          session = started.session;
-          if (started.hello.size !== sizeBytes) {
-            session.close();
-            throw new TransferError(
-              `device size changed during the transfer (${sizeBytes} -> ${started.hello.size})`,
-              'DeviceChanged',
-              true,
-            );
-          }
-        }
+        let session: AgentSession | undefined;
         try {
+          if (firstSession && s.index === 0) {
+            session = firstSession;
+            firstSession = undefined;
+          } else {
+            // Inside the try: the connection may drop while this stripe's agent starts (e.g. another stripe's
+            // channel broke it), which is a reason to reconnect like any other drop, not to fail the attempt.
+            const started = await startAgent(conn);
+            session = started.session;
+            if (started.hello.size !== sizeBytes) {
+              throw new TransferError(
+                `device size changed during the transfer (${sizeBytes} -> ${started.hello.size})`,
+                'DeviceChanged',
+                true,
+              );
+            }
+          }
           await runSession(s, session, rem);
           channelFailures = 0;
         } catch (err) {
-          session.close();
+          session?.close();
           if (err instanceof BlockMismatch) {
             const n = (s.refetch.get(err.block) ?? 0) + 1;
             s.refetch.set(err.block, n);
@@ -645,6 +646,11 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
       // Prefer the most specific error (the first one is often just the others' connection being cut).
       const primary =
         failures.find((e) => !(e instanceof ConnectionLostError) && !(e instanceof AgentGoneError)) ?? failures[0];
+      if (primary instanceof ConnectionLostError || primary instanceof AgentGoneError) {
+        // Only the link failed: every record before each stripe's `next` is fully written, so make them durable
+        // and let the next attempt resume exactly here instead of at the last timed checkpoint.
+        for (const s of stripes) if (!s.done) await checkpoint(s).catch(() => undefined);
+      }
       if (primary instanceof AgentGoneError) throw new ConnectionLostError(primary.message);
       throw primary;
     }

@@ -5,11 +5,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { Config } from '../../common/config';
 import { DEFAULT_PRICES } from '../../common/pricing';
-import { createWorkers, installLogger, runWorkers } from '../../worker/worker';
+import { createWorkers, installLogger, runWorkers, type WorkerSetup } from '../../worker/worker';
 import type { BackupInput, BackupResult, Timings } from '../../workflows/types';
 import { startSimulator, type Simulator } from '../simulator';
 import type { SimulatorOptions } from '../simulator/types';
@@ -40,7 +40,7 @@ export interface Harness {
   /** Start dosvob's workers (again, after a `stopWorkers`). */
   startWorkers(): Promise<void>;
   stopWorkers(): Promise<void>;
-  start(input?: BackupInput, workflowId?: string): Promise<WorkflowHandle>;
+  start(input?: BackupInput, workflowId?: string): Promise<WorkflowHandleWithFirstExecutionRunId>;
   run(input?: BackupInput): Promise<BackupResult>;
   close(): Promise<void>;
 }
@@ -52,6 +52,8 @@ export interface HarnessOptions {
   inProcessWorkers?: boolean;
   /** A Temporal server of the test's own (host:port); default the suite's (TEMPORAL_ADDRESS). */
   address?: string;
+  /** Transfer options for the store worker (e.g. a fixed number of stripes). */
+  transferOptions?: WorkerSetup['transferOptions'];
 }
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
@@ -100,7 +102,11 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     backupsDir,
     async spawnWorker() {
       const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'worker-process.ts')], {
-        env: { ...process.env, TEMPORAL_ADDRESS: address, DOSVOB_TEST_WORKER: JSON.stringify({ config, taskQueue }) },
+        env: {
+          ...process.env,
+          TEMPORAL_ADDRESS: address,
+          DOSVOB_TEST_WORKER: JSON.stringify({ config, taskQueue, transferOptions: options.transferOptions }),
+        },
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       children.add(child);
@@ -119,6 +125,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
         taskQueue,
         workflowBundle: workflowBundle(),
         options: { shutdownGraceTime: '1s' },
+        transferOptions: options.transferOptions,
       });
       running = runWorkers(workers);
     },

@@ -2,12 +2,13 @@
 // Spec (config + task queue) comes from DOSVOB_TEST_WORKER; it prints "ready" once polling.
 import { NativeConnection } from '@temporalio/worker';
 import type { Config } from '../../common/config';
-import { createWorkers, installLogger, runWorkers } from '../../worker/worker';
+import { createWorkers, installLogger, runWorkers, type WorkerSetup } from '../../worker/worker';
 import { temporalAddress, workflowBundle } from './temporal';
 
 export interface WorkerProcessSpec {
   config: Config;
   taskQueue: string;
+  transferOptions?: WorkerSetup['transferOptions'];
 }
 
 async function main(): Promise<void> {
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
     workflowBundle: workflowBundle(),
     // A replacement worker should get the workflow's tasks quickly after this one dies.
     options: { shutdownGraceTime: '0s', stickyQueueScheduleToStartTimeout: '1s' },
+    transferOptions: spec.transferOptions,
   });
   const running = runWorkers(workers);
   console.log('ready');

@@ -65,6 +65,7 @@ describe('bad input', () => {
         DIGITALOCEAN_TOKEN: 'dop_v1_wrong',
         DIGITALOCEAN_API_URL: h.sim.apiUrl,
         DOSVOB_CONFIG: conf,
+        DOSVOB_DATA_DIR: path.join(h.backupsDir, 'data'),
       },
     }).then(
       () => ({ status: 0, stderr: '' }),
