@@ -7,6 +7,7 @@ import { startHarness, type Harness } from '../support/harness';
 import { randomData, sameBytes } from '../support/bytes';
 import { assertNoSecrets, historyJson, maybeRecordHistory } from '../support/history';
 import { startPingServer, type PingServer } from '../support/ping-server';
+import { exampleKeyDiff, validateRequest, validateResponse } from '../simulator/openapi-check';
 
 const MiB = 1 << 20;
 
@@ -66,6 +67,26 @@ describe('backup workflow', () => {
     assert.equal(h.sim.creationCounts().droplets, 2, 'one droplet per region');
     assert.ok(result.estimatedCostUsd > 0);
     assert.deepEqual(pings.pings, ['/ping/abc-123/start', '/ping/abc-123'], 'healthchecks: start, then success');
+    // Fidelity both ways over a real backup's traffic: dosvob's requests and the simulator's answers
+    // match DigitalOcean's OpenAPI description.
+    const problems: string[] = [];
+    const templates = new Set<string>();
+    for (const call of h.sim.callLog) {
+      assert.ok(call.template, `${call.method} ${call.path} is an endpoint of the API`);
+      templates.add(`${call.method} ${call.template}`);
+      const response = validateResponse(call.method, call.template, call.status, call.responseBody);
+      if (!response.schemaFound) problems.push(`no schema for ${call.method} ${call.template} ${call.status}`);
+      if (!response.ok) problems.push(`answer to ${call.method} ${call.template}: ${response.errors.join('; ')}`);
+      const missing = exampleKeyDiff(call.method, call.template, call.status, call.responseBody).missing;
+      if (missing.length) problems.push(`answer to ${call.method} ${call.template} lacks ${missing.join(', ')}`);
+      if (call.requestBody !== undefined) {
+        const request = validateRequest(call.method, call.template, call.requestBody);
+        if (!request.ok) problems.push(`request ${call.method} ${call.template}: ${request.errors.join('; ')}`);
+      }
+    }
+    assert.deepEqual(problems, []);
+    assert.ok(templates.size >= 15, `a full run exercises many endpoints: ${[...templates].join(', ')}`);
+
     const history = await historyJson(handle);
     assertNoSecrets(history, [h.config.doToken, h.config.keySecret ?? '']);
     maybeRecordHistory('backup-two-regions', handle.workflowId, history);
