@@ -49,33 +49,42 @@ export const progressQuery = defineQuery<RunProgress>('progress');
 
 const ms = (n: number) => `${Math.max(1, Math.round(n))}ms`;
 
-function activities(t: Timings, storeTaskQueue: string) {
-  const retry = {
+function retryPolicy(t: Timings, maximumAttempts: number) {
+  return {
     initialInterval: ms(t.retryInitialIntervalMs),
     maximumInterval: ms(t.retryMaximumIntervalMs),
     backoffCoefficient: 2,
+    maximumAttempts,
   };
+}
+
+/** DigitalOcean (and settings) activities: any worker on the main queue. */
+function apiActivities(t: Timings) {
   const api = proxyActivities<DigitalOceanActivities & SettingsActivities>({
     startToCloseTimeout: ms(t.apiStepTimeoutMs),
     heartbeatTimeout: ms(Math.max(t.apiHeartbeatTimeoutMs, t.pollIntervalMs * 3)),
-    retry: { ...retry, maximumAttempts: t.apiMaximumAttempts },
+    retry: retryPolicy(t, t.apiMaximumAttempts),
   });
   const droplet = proxyActivities<DigitalOceanActivities>({
     startToCloseTimeout: ms(t.dropletReadyTimeoutMs),
     heartbeatTimeout: ms(Math.max(t.apiHeartbeatTimeoutMs, t.pollIntervalMs * 3)),
-    retry: { ...retry, maximumAttempts: 3 },
+    retry: retryPolicy(t, 3),
   });
   const cleanup = proxyActivities<DigitalOceanActivities>({
     startToCloseTimeout: ms(t.apiStepTimeoutMs),
-    retry: { ...retry, maximumAttempts: t.cleanupMaximumAttempts },
+    retry: retryPolicy(t, t.cleanupMaximumAttempts),
   });
-  const store = proxyActivities<TransferActivities>({
+  return { api, droplet, cleanup };
+}
+
+/** The transfer: only on the store's own queue, polled by the worker that holds the backups. */
+function storeActivities(t: Timings, storeTaskQueue: string) {
+  return proxyActivities<TransferActivities>({
     taskQueue: storeTaskQueue,
     startToCloseTimeout: ms(t.transferTimeoutMs),
     heartbeatTimeout: ms(t.transferHeartbeatTimeoutMs),
-    retry: { ...retry, maximumAttempts: t.transferMaximumAttempts },
+    retry: retryPolicy(t, t.transferMaximumAttempts),
   });
-  return { api, droplet, cleanup, store };
 }
 
 /** The reason an activity failed, in words for the run's result. */
@@ -168,15 +177,14 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
     setCurrentDetails(lines.join('\n'));
   };
 
-  // Settings come from the worker's conf.json so a schedule needs no input; the planning
-  // activities run on the main queue before we know the store's queue.
-  const planning = activities(t, 'unused');
-  const settings: RunSettings = await planning.api.resolveRunSettings({
+  // Settings come from the worker's conf.json, so a schedule needs no input.
+  const { api, droplet, cleanup } = apiActivities(t);
+  const settings: RunSettings = await api.resolveRunSettings({
     regions: input.regions,
     include: input.include,
     exclude: input.exclude,
   });
-  const { api, droplet, cleanup, store } = activities(t, settings.storeTaskQueue);
+  const store = storeActivities(t, settings.storeTaskQueue);
   await api.checkAccess.executeWithOptions({ summary: 'check the DigitalOcean token' }, []);
   const volumes: SourceVolume[] = await api.listSourceVolumes.executeWithOptions(
     { summary: `list volumes in ${settings.regions.join(', ')}` },

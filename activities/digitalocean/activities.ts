@@ -11,7 +11,7 @@ import type { ISshKey } from 'dots-wrapper/dist/ssh-key';
 import { EPHEMERAL_TAG, isEphemeralName, names, runPrefix } from '../../common/names';
 import { deriveRunKey } from '../run-keys';
 import { listAll, type DoApi } from './api';
-import { FailureTypes, call, callIgnoringNotFound, hasStatus, isNotFound, toFailure } from './errors';
+import { FailureTypes, call, callIgnoringNotFound, isNotFound, toFailure } from './errors';
 import { cloudConfigWithHostKey } from './cloud-config';
 import { waitForPinnedSsh } from './ssh-ready';
 
@@ -105,7 +105,10 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       const status = data.action.status;
       if (status === 'completed') return;
       if (status === 'errored') {
-        throw ApplicationFailure.retryable(`${what}: DigitalOcean action ${actionId} errored`, FailureTypes.actionErrored);
+        throw ApplicationFailure.retryable(
+          `${what}: DigitalOcean action ${actionId} errored`,
+          FailureTypes.actionErrored,
+        );
       }
       heartbeat({ actionId, status });
       await sleep(pollIntervalMs);
@@ -158,21 +161,29 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
      * (SSH keys have no tags: the name prefix alone). `exceptRun` protects the current run.
      */
     async findLeftovers(input: { exceptRun?: string }): Promise<ResourceRef[]> {
-      const mine = (name: string) => isEphemeralName(name) && !(input.exceptRun && name.startsWith(runPrefix(input.exceptRun)));
+      const mine = (name: string) =>
+        isEphemeralName(name) && !(input.exceptRun && name.startsWith(runPrefix(input.exceptRun)));
       const [droplets, volumes, snapshots, keys] = await call('listing leftovers', () =>
         Promise.all([listTaggedDroplets(api), listVolumes(api), listVolumeSnapshots(api), listSshKeys(api)]),
       );
       return [
         ...droplets
           .filter((d) => hasTag(d) && mine(d.name))
-          .map((d): ResourceRef => ({ kind: 'droplet', name: d.name, region: typeof d.region === 'string' ? d.region : d.region.slug, id: String(d.id) })),
+          .map((d): ResourceRef => ({
+            kind: 'droplet',
+            name: d.name,
+            region: typeof d.region === 'string' ? d.region : d.region.slug,
+            id: String(d.id),
+          })),
         ...volumes
           .filter((v) => hasTag(v) && mine(v.name))
           .map((v): ResourceRef => ({ kind: 'volume', name: v.name, region: volumeRegion(v), id: v.id })),
         ...snapshots
           .filter((s) => hasTag(s) && mine(s.name))
           .map((s): ResourceRef => ({ kind: 'snapshot', name: s.name, id: String(s.id) })),
-        ...keys.filter((k) => mine(k.name)).map((k): ResourceRef => ({ kind: 'ssh_key', name: k.name, id: String(k.id) })),
+        ...keys
+          .filter((k) => mine(k.name))
+          .map((k): ResourceRef => ({ kind: 'ssh_key', name: k.name, id: String(k.id) })),
       ];
     },
 
@@ -225,11 +236,7 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
     },
 
     /** Wait until the droplet is active and answers SSH with exactly the run's host key. */
-    async waitForDroplet(input: {
-      runId: string;
-      dropletId: string;
-      pollIntervalMs: number;
-    }): Promise<DropletReady> {
+    async waitForDroplet(input: { runId: string; dropletId: string; pollIntervalMs: number }): Promise<DropletReady> {
       const hostKey = deriveRunKey(deps.keySecret, input.runId, 'host');
       const clientKey = deriveRunKey(deps.keySecret, input.runId, 'client');
       let ip: string | undefined;
@@ -379,17 +386,6 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
           if (id === undefined) return 'absent';
           return callIgnoringNotFound(what, () => api.sshKey.destroySshKey({ ssh_key_id: String(id) }));
         }
-      }
-    },
-
-    /** Whether a source volume still exists (a volume deleted mid-run is reported, not retried forever). */
-    async sourceVolumeExists(input: { volumeId: string }): Promise<boolean> {
-      try {
-        await api.volume.getVolume({ volume_id: input.volumeId });
-        return true;
-      } catch (err) {
-        if (hasStatus(err, 404)) return false;
-        throw toFailure(err, 'checking the source volume');
       }
     },
   };
