@@ -27,19 +27,23 @@ export function usesExternalCluster(env: NodeJS.ProcessEnv = process.env): boole
   return Boolean(env.TEMPORAL_ADDRESS);
 }
 
-export async function connectTemporal(options: { log?: (line: string) => void } = {}): Promise<TemporalTarget> {
+export async function connectTemporal(
+  options: { log?: (line: string) => void; env?: NodeJS.ProcessEnv } = {},
+): Promise<TemporalTarget> {
+  const env = options.env ?? process.env;
   let server: DevServer | undefined;
   let address: string;
   let namespace: string;
   let connectionOptions: Parameters<typeof Connection.connect>[0] = {};
   let uiUrl: string | undefined;
 
-  if (usesExternalCluster()) {
-    const cfg = loadClientConnectConfig();
+  if (usesExternalCluster(env)) {
+    const vars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+    const cfg = loadClientConnectConfig({ overrideEnvVars: vars });
     connectionOptions = cfg.connectionOptions as Parameters<typeof Connection.connect>[0];
     address = cfg.connectionOptions.address ?? 'localhost:7233';
     namespace = cfg.namespace ?? 'default';
-    uiUrl = process.env.DOSVOB_TEMPORAL_UI_URL;
+    uiUrl = env.DOSVOB_TEMPORAL_UI_URL;
   } else {
     const { ip, port, uiPort } = EMBEDDED_ADDRESS;
     address = `${ip}:${port}`;
@@ -82,7 +86,9 @@ export async function connectTemporal(options: { log?: (line: string) => void } 
 }
 
 export function workflowUiLink(uiUrl: string | undefined, namespace: string, workflowId: string, runId: string) {
-  return uiUrl ? `${uiUrl}/namespaces/${namespace}/workflows/${encodeURIComponent(workflowId)}/${runId}/history` : undefined;
+  return uiUrl
+    ? `${uiUrl}/namespaces/${namespace}/workflows/${encodeURIComponent(workflowId)}/${runId}/history`
+    : undefined;
 }
 
 /**

@@ -177,13 +177,17 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
   program
     .command('worker')
     .description('Run dosvob workers against TEMPORAL_ADDRESS (or the local server) until interrupted.')
-    .option('--role <role>', 'all | main (workflow + DigitalOcean) | store (the transfer; needs the backups dir)', 'all')
+    .option(
+      '--role <role>',
+      'all | main (workflow + DigitalOcean) | store (the transfer; needs the backups dir)',
+      'all',
+    )
     .action(async (opts: { role: WorkerRole }) => {
       if (!['all', 'main', 'store'].includes(opts.role)) throw new ConfigError(`--role must be all, main or store`);
       const conf = config(opts.role !== 'store');
       const ids = runIdsFromEnv(env);
       installLogger(env.DOSVOB_LOG_LEVEL ?? 'INFO');
-      const temporal = await connectTemporal({ log: console.log });
+      const temporal = await connectTemporal({ log: console.log, env });
       const abort = new AbortController();
       for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => abort.abort());
       const workers = await createWorkers({

@@ -14,9 +14,7 @@ export interface Output {
   readonly stream: Writable & { isTTY?: boolean; columns?: number };
 }
 
-export function createOutput(
-  options: { json?: boolean; stdout?: Output['stream']; stderr?: Writable } = {},
-): Output {
+export function createOutput(options: { json?: boolean; stdout?: Output['stream']; stderr?: Writable } = {}): Output {
   const stdout = options.stdout ?? process.stdout;
   const stderr = options.stderr ?? process.stderr;
   const jsonMode = options.json === true;

@@ -181,13 +181,19 @@ export class BarDisplay implements ProgressDisplay {
   update(view: RunView): void {
     this.header ??= this.multibar.create(Math.max(1, view.volumes.length), 0, { label: '', detail: '' });
     this.header.setTotal(Math.max(1, view.volumes.length));
-    this.header.update(view.done + view.failed, { label: 'run'.padEnd(this.labelWidth(view)), detail: summaryLine(view) });
+    this.header.update(view.done + view.failed, {
+      label: 'run'.padEnd(this.labelWidth(view)),
+      detail: summaryLine(view),
+    });
     for (const v of view.volumes) {
       const total = Math.max(1, v.sizeBytes);
       const bar = this.bars.get(v.name) ?? this.multibar.create(total, 0, { label: '', detail: '' });
       this.bars.set(v.name, bar);
       const done = v.step === 'done' ? total : (v.bytesDone ?? 0);
-      bar.update(done, { label: v.name.padEnd(this.labelWidth(view)), detail: describeVolume(v).slice(v.name.length + 1) });
+      bar.update(done, {
+        label: v.name.padEnd(this.labelWidth(view)),
+        detail: describeVolume(v).slice(v.name.length + 1),
+      });
     }
   }
 

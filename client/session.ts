@@ -46,7 +46,7 @@ export interface OpenSessionOptions {
 
 export async function openSession(options: OpenSessionOptions = {}): Promise<OpenSession> {
   const ids = runIdsFromEnv(options.env);
-  const temporal = await connectTemporal({ log: options.log });
+  const temporal = await connectTemporal({ log: options.log, env: options.env });
   const abort = new AbortController();
   let workers: Promise<void> | undefined;
   try {

@@ -68,7 +68,7 @@ function apiActivities(t: Timings) {
   const droplet = proxyActivities<DigitalOceanActivities>({
     startToCloseTimeout: ms(t.dropletReadyTimeoutMs),
     heartbeatTimeout: ms(Math.max(t.apiHeartbeatTimeoutMs, t.pollIntervalMs * 3)),
-    retry: retryPolicy(t, 3),
+    retry: retryPolicy(t, t.apiMaximumAttempts),
   });
   const cleanup = proxyActivities<DigitalOceanActivities>({
     startToCloseTimeout: ms(t.apiStepTimeoutMs),

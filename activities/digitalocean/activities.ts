@@ -88,6 +88,23 @@ function heartbeat(details?: unknown): void {
   Context.current().heartbeat(details);
 }
 
+/**
+ * One poll of a wait loop. A transient failure (5xx, 429, a timeout) is waited out inside the
+ * attempt, so a long wait is not lost to one bad answer; the activity's timeout still bounds it.
+ * Resolves undefined when the caller should poll again.
+ */
+async function pollOnce<T>(what: string, fn: () => Promise<T>, pollIntervalMs: number): Promise<T | undefined> {
+  try {
+    return await call(what, fn);
+  } catch (err) {
+    if (!(err instanceof ApplicationFailure) || err.nonRetryable) throw err;
+    heartbeat({ transient: err.message });
+    const wait = err.type === FailureTypes.rateLimited ? Math.max(pollIntervalMs, 1000) : pollIntervalMs;
+    await sleep(wait);
+    return undefined;
+  }
+}
+
 export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
   const { api } = deps;
 
@@ -101,8 +118,9 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
 
   async function waitForAction(what: string, actionId: number, pollIntervalMs: number): Promise<void> {
     for (;;) {
-      const { data } = await call(what, () => api.action.getAction({ action_id: actionId }));
-      const status = data.action.status;
+      const answer = await pollOnce(what, () => api.action.getAction({ action_id: actionId }), pollIntervalMs);
+      if (!answer) continue;
+      const status = answer.data.action.status;
       if (status === 'completed') return;
       if (status === 'errored') {
         throw ApplicationFailure.retryable(
@@ -241,10 +259,13 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       const clientKey = deriveRunKey(deps.keySecret, input.runId, 'client');
       let ip: string | undefined;
       while (!ip) {
-        const { data } = await call('waiting for the droplet', () =>
-          api.droplet.getDroplet({ droplet_id: Number(input.dropletId) }),
+        const answer = await pollOnce(
+          'waiting for the droplet',
+          () => api.droplet.getDroplet({ droplet_id: Number(input.dropletId) }),
+          input.pollIntervalMs,
         );
-        const droplet = data.droplet;
+        if (!answer) continue;
+        const droplet = answer.data.droplet;
         if (droplet.status === 'active') ip = droplet.networks.v4.find((n) => n.type === 'public')?.ip_address;
         if (!ip) {
           heartbeat({ status: droplet.status });

@@ -4,6 +4,11 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { DiskFullError, StoreFormatError, VolumeBusyError } from '../store/errors.js';
 import { TransferCancelledError, TransferError } from './errors.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../store/fsutil.js';
+import { storePaths } from '../store/layout.js';
+import { readManifest } from '../store/manifest.js';
 import {
   syncVolume,
   type Compression,
@@ -94,6 +99,10 @@ export interface TransferActivities {
 export function createTransferActivities(deps: TransferActivityDeps): TransferActivities {
   return {
     async transferVolume(input: TransferVolumeInput): Promise<TransferVolumeResult> {
+      // An attempt whose completion was lost (worker died, server restarted) already committed this
+      // snapshot: report what it did instead of reading the whole device again.
+      const done = await committedResult(deps.backupsDir, input);
+      if (done) return done;
       const ctx = Context.current();
       const previous = asHeartbeat(ctx.info.heartbeatDetails);
       const timeoutMs = ctx.info.heartbeatTimeoutMs;
@@ -143,7 +152,9 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
           },
         });
         beat();
-        return toResult(result);
+        const outcome = toResult(result);
+        await recordResult(deps.backupsDir, input, outcome);
+        return outcome;
       } catch (err) {
         throw toFailure(err);
       } finally {
@@ -151,6 +162,34 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
       }
     },
   };
+}
+
+/** The last committed sync's result, next to the manifest (dosvob's data, not the user's image). */
+function resultPath(backupsDir: string, volumeName: string): string {
+  return join(storePaths(backupsDir, volumeName).dataDir, 'last-sync.json');
+}
+
+async function recordResult(backupsDir: string, input: TransferVolumeInput, result: TransferVolumeResult) {
+  const record = { snapshotId: input.snapshotId, result };
+  await writeFileAtomic(resultPath(backupsDir, input.volumeName), `${JSON.stringify(record)}\n`);
+}
+
+async function committedResult(
+  backupsDir: string,
+  input: TransferVolumeInput,
+): Promise<TransferVolumeResult | undefined> {
+  try {
+    const record = JSON.parse(await readFile(resultPath(backupsDir, input.volumeName), 'utf8')) as {
+      snapshotId?: string;
+      result?: TransferVolumeResult;
+    };
+    if (record.snapshotId !== input.snapshotId || !record.result) return undefined;
+    const manifest = await readManifest(storePaths(backupsDir, input.volumeName).manifest);
+    const same = manifest.header.snapshotId === input.snapshotId && manifest.header.digest === record.result.digest;
+    return same ? record.result : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function asHeartbeat(details: unknown): TransferHeartbeat | undefined {

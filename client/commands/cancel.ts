@@ -42,7 +42,8 @@ export async function cancel(session: Session, out: Output): Promise<CancelOutco
     await run.result();
     outcome.ended = 'completed';
   } catch (err) {
-    outcome.ended = err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure ? 'cancelled' : 'failed';
+    outcome.ended =
+      err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure ? 'cancelled' : 'failed';
   }
   // The query works on a closed run too, as long as a worker can replay it.
   const progress = await client
@@ -50,7 +51,9 @@ export async function cancel(session: Session, out: Output): Promise<CancelOutco
     .catch(() => undefined);
   outcome.deleted = progress?.deleted;
   out.line(
-    outcome.ended === 'cancelled' ? 'the run is cancelled' : `the run ${outcome.ended} before the cancellation reached it`,
+    outcome.ended === 'cancelled'
+      ? 'the run is cancelled'
+      : `the run ${outcome.ended} before the cancellation reached it`,
   );
   if (!outcome.deleted) out.line('(no worker answered: what the cleanup deleted is in the run history)');
   else if (outcome.deleted.length === 0) out.line('its cleanup had nothing to delete');

@@ -1,5 +1,10 @@
 // `dosvob schedule create | show | pause | resume | trigger | delete`: the Temporal Schedule of backups.
-import { ScheduleAlreadyRunning, ScheduleNotFoundError, type ScheduleDescription, type ScheduleHandle } from '@temporalio/client';
+import {
+  ScheduleAlreadyRunning,
+  ScheduleNotFoundError,
+  type ScheduleDescription,
+  type ScheduleHandle,
+} from '@temporalio/client';
 import type { Config } from '../../common/config';
 import { UserError } from '../errors';
 import { formatDuration, formatTime, type Output } from '../output';
@@ -71,7 +76,12 @@ function printView(v: ScheduleView, out: Output): void {
   if (v.summary) out.line(`  summary: ${v.summary}`);
   if (v.details) out.line(`  ${v.details}`);
   if (!v.paused && v.nextActionTimes.length) {
-    out.line(`  next: ${v.nextActionTimes.slice(0, 3).map((t) => formatTime(new Date(t))).join(', ')}`);
+    out.line(
+      `  next: ${v.nextActionTimes
+        .slice(0, 3)
+        .map((t) => formatTime(new Date(t)))
+        .join(', ')}`,
+    );
   }
   for (const a of v.recentActions.slice(-5)) out.line(`  took ${formatTime(new Date(a.takenAt))}: ${a.workflowId}`);
   if (v.running.length) out.line(`  running: ${v.running.join(', ')}`);
@@ -118,7 +128,7 @@ export async function scheduleAct(session: Session, out: Output, action: Schedul
   const { scheduleId } = session.ids;
   const handle = session.client.schedule.getHandle(scheduleId);
   await describe(handle, scheduleId); // a clear "no such schedule" rather than a gRPC NOT_FOUND
-  const note = `${action} by dosvob schedule ${action}`;
+  const note = `dosvob schedule ${action}`;
   switch (action) {
     case 'pause':
       await handle.pause(note);

@@ -56,7 +56,8 @@ export async function setup(
       session = await open();
       const outcome = await registerOnce(session);
       for (const name of outcome.registered) out.line(`registered search attribute ${name} on ${outcome.namespace}`);
-      for (const name of outcome.alreadyRegistered) out.line(`search attribute ${name} already registered on ${outcome.namespace}`);
+      for (const name of outcome.alreadyRegistered)
+        out.line(`search attribute ${name} already registered on ${outcome.namespace}`);
       out.json(outcome);
       return outcome;
     } catch (err) {

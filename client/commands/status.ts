@@ -33,11 +33,14 @@ export async function status(session: Session, out: Output): Promise<Status> {
       runId,
       start: state.startTime.toISOString(),
       launchedBy: state.parent?.workflowId,
-      progress: view && state.progress ? { ...view, swept: state.progress.swept, deleted: state.progress.deleted } : undefined,
+      progress:
+        view && state.progress ? { ...view, swept: state.progress.swept, deleted: state.progress.deleted } : undefined,
       link,
     };
     out.json(result);
-    out.line(`backup run ${runId} in progress since ${formatTime(state.startTime)}${state.parent ? ` (started by ${state.parent.workflowId})` : ''}`);
+    out.line(
+      `backup run ${runId} in progress since ${formatTime(state.startTime)}${state.parent ? ` (started by ${state.parent.workflowId})` : ''}`,
+    );
     if (view) {
       out.line(summaryLine(view));
       for (const v of view.volumes) out.line(`  ${describeVolume(v)}`);

@@ -74,7 +74,12 @@ async function follow(session: Session, handle: WorkflowHandle, out: Output): Pr
   return result;
 }
 
-export async function sync(session: Session, config: Config, out: Output, options: SyncOptions = {}): Promise<SyncOutcome> {
+export async function sync(
+  session: Session,
+  config: Config,
+  out: Output,
+  options: SyncOptions = {},
+): Promise<SyncOutcome> {
   const volumes = await preflight(config);
   const { client, ids } = session;
   const before = await runningRunId(client, ids.workflowId);
@@ -94,10 +99,18 @@ export async function sync(session: Session, config: Config, out: Output, option
   const link = workflowUiLink(session.uiUrl, session.namespace, handle.workflowId, runId);
   out.line(attached ? `a backup run is already in progress (${runId}); following it` : `started backup run ${runId}`);
   if (link) out.line(`watch it at ${link}`);
-  const outcome: SyncOutcome = { exitCode: ExitCode.ok, workflowId: handle.workflowId, runId, attached, result: undefined };
+  const outcome: SyncOutcome = {
+    exitCode: ExitCode.ok,
+    workflowId: handle.workflowId,
+    runId,
+    attached,
+    result: undefined,
+  };
   if (options.detach) {
     if (session.embedded) {
-      out.note('dosvob: the local Temporal server and worker stop with this command; the run goes on at the next `dosvob sync`');
+      out.note(
+        'dosvob: the local Temporal server and worker stop with this command; the run goes on at the next `dosvob sync`',
+      );
     }
     out.json(outcome);
     return outcome;

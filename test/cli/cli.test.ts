@@ -1,6 +1,8 @@
 // dosvob's commands end to end: real Temporal server, real workers, the DigitalOcean simulator; the transfer is a
 // stand-in (support.ts) so a run can be held in its transfer step with live progress, or made to fail.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { msToTs } from '@temporalio/common/lib/time';
 import { after, before, describe, it } from 'node:test';
 import { EPHEMERAL_TAG } from '../../common/names';
 import type { CancelOutcome } from '../../client/commands/cancel';
@@ -58,7 +60,10 @@ describe('dosvob CLI', () => {
     assert.match(r.stdout, /^started backup run \S+$/m);
     assert.match(r.stdout, /\[backing up\] 0 of 1 volumes backed up/);
     // A transfer line from the heartbeats: bytes done of the total, a rate once two heartbeats are in, and an ETA.
-    assert.match(r.stdout, /db-data \(nyc3\): transfer \d+(\.\d)? [KMG]iB \/ 1\.0 GiB \(\d+%\), [\d.]+ [KMG]iB\/s, ETA \d+ s/);
+    assert.match(
+      r.stdout,
+      /db-data \(nyc3\): transfer \d+(\.\d)? [KMG]iB \/ 1\.0 GiB \(\d+%\), [\d.]+ [KMG]iB\/s, ETA \d+ s/,
+    );
     assert.match(r.stdout, /ok {5}nyc3\/db-data: /);
     assert.match(r.stdout, /1 of 1 volumes backed up/);
     // The run names its volumes and regions in the web UI without our CLI.
@@ -149,9 +154,17 @@ describe('dosvob CLI', () => {
 
   it('cleanup --dry-run lists leftovers; cleanup deletes them and nothing else', async () => {
     const tags = [EPHEMERAL_TAG];
-    const left = await h.sim.createVolume({ name: 'dosvob-ephemeral-0123456789-db-data', region: 'nyc3', sizeGigabytes: 1, tags });
+    const left = await h.sim.createVolume({
+      name: 'dosvob-ephemeral-0123456789-db-data',
+      region: 'nyc3',
+      sizeGigabytes: 1,
+      tags,
+    });
     await h.sim.createVolume({ name: 'dosvob-ephemeral-lookalike', region: 'nyc3', sizeGigabytes: 1 }); // no tag: not ours
-    h.sim.addSshKey('dosvob-ephemeral-0123456789-key', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJgL6Ea5FE6qZfbgEqBvJmNq1ZcYFU4PrvHmZTHn0Fy0 x');
+    h.sim.addSshKey(
+      'dosvob-ephemeral-0123456789-key',
+      'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJgL6Ea5FE6qZfbgEqBvJmNq1ZcYFU4PrvHmZTHn0Fy0 x',
+    );
     const dry = parseJson<CleanupOutcome>(await cli(['cleanup', '--dry-run', '--json'], env));
     assert.deepEqual(
       dry.leftovers.map((r) => `${r.kind} ${r.name} ${r.deleted}`),
@@ -169,11 +182,18 @@ describe('dosvob CLI', () => {
   });
 
   it('the real binary: bad input is one line and exit code 2; status --json is JSON', async () => {
-    const badRegion = await cliProcess(['sync'], { ...env, DIGITALOCEAN_API_URL: h.sim.apiUrl, DOSVOB_CONFIG: writeBad(h, { region: 'xyz9' }) });
+    const badRegion = await cliProcess(['sync'], {
+      ...env,
+      DIGITALOCEAN_API_URL: h.sim.apiUrl,
+      DOSVOB_CONFIG: writeBad(h, { region: 'xyz9' }),
+    });
     assert.equal(badRegion.code, 2, badRegion.stderr);
     assert.match(badRegion.stderr, /^dosvob: unknown region "xyz9": DigitalOcean's regions are /);
     assert.equal(badRegion.stderr.trim().split('\n').length, 1);
-    const badSchedule = await cliProcess(['schedule', 'create'], { ...env, DOSVOB_CONFIG: writeBad(h, { region: 'nyc3', schedule: 'often' }) });
+    const badSchedule = await cliProcess(['schedule', 'create'], {
+      ...env,
+      DOSVOB_CONFIG: writeBad(h, { region: 'nyc3', schedule: 'often' }),
+    });
     assert.equal(badSchedule.code, 2);
     assert.match(badSchedule.stderr, /^dosvob: conf\.json "schedule": "often" is neither an interval/);
     const badOption = await cliProcess(['runs', '--limit', '0'], env);
@@ -187,6 +207,40 @@ describe('dosvob CLI', () => {
 
 function writeBad(h: Harness, conf: Record<string, unknown>): string {
   const file = `${h.backupsDir}/bad-${Object.keys(conf).join('-')}.json`;
-  require('node:fs').writeFileSync(file, JSON.stringify({ do_token: h.config.doToken, api_url: h.config.apiUrl, ...conf }));
+  writeFileSync(file, JSON.stringify({ do_token: h.config.doToken, api_url: h.config.apiUrl, ...conf }));
   return file;
 }
+
+describe('dosvob setup', () => {
+  it('registers the search attributes on a namespace that lacks them, then finds them there', async () => {
+    const { connect, uniqueId } = await import('../support/temporal');
+    const { connection } = await connect();
+    try {
+      const namespace = uniqueId('dosvob-ns');
+      await connection.workflowService.registerNamespace({
+        namespace,
+        workflowExecutionRetentionPeriod: msToTs('1 day'),
+      });
+      const env = { TEMPORAL_ADDRESS: process.env.TEMPORAL_ADDRESS ?? '', TEMPORAL_NAMESPACE: namespace };
+      const first = await waitFor('the new namespace', async () => {
+        const r = await cli(['setup', '--json'], env);
+        return r.code === 0 ? r : undefined;
+      });
+      assert.deepEqual(parseJson<{ registered: string[] }>(first).registered.sort(), [
+        'DosvobOutcome',
+        'DosvobVolumes',
+      ]);
+      const listed = await connection.operatorService.listSearchAttributes({ namespace });
+      assert.ok(
+        listed.customAttributes?.DosvobVolumes !== undefined && listed.customAttributes?.DosvobOutcome !== undefined,
+      );
+      const again = parseJson<{ registered: string[]; alreadyRegistered: string[] }>(
+        await cli(['setup', '--json'], env),
+      );
+      assert.deepEqual(again.registered, []);
+      assert.deepEqual(again.alreadyRegistered.sort(), ['DosvobOutcome', 'DosvobVolumes']);
+    } finally {
+      await connection.close();
+    }
+  });
+});

@@ -22,7 +22,8 @@ const exec = promisify(execFile);
 /** The shell block of the README between `<!-- NAME -->` and `<!-- /NAME -->`. */
 export function readmeBlock(name: string): string {
   const readme = readFileSync(path.join(REPO, 'README.md'), 'utf8');
-  const match = new RegExp(`<!-- ${name} -->\\n\`\`\`sh\\n([\\s\\S]*?)\`\`\`\\n<!-- /${name} -->`).exec(readme);
+  const fence = '```';
+  const match = new RegExp(`<!-- ${name} -->\\s*${fence}sh\\n([\\s\\S]*?)${fence}\\s*<!-- /${name} -->`).exec(readme);
   assert.ok(match?.[1], `README has a \`\`\`sh block between <!-- ${name} --> markers`);
   return match[1];
 }
@@ -51,7 +52,9 @@ function flagsOf(argv: string[]): { words: string[]; flags: Map<string, string> 
 
 async function ensureCli(name: 'temporal' | 'tctl'): Promise<{ path?: string; reason?: string }> {
   try {
-    const { stdout } = await exec('bash', [path.join(REPO, 'scripts', 'ensure-temporal-cli.sh'), name], { timeout: 120_000 });
+    const { stdout } = await exec('bash', [path.join(REPO, 'scripts', 'ensure-temporal-cli.sh'), name], {
+      timeout: 120_000,
+    });
     return { path: stdout.trim().split('\n').pop() };
   } catch (err) {
     const stderr = String((err as { stderr?: string }).stderr ?? err).trim();
@@ -71,8 +74,8 @@ describe('README schedule command lines', () => {
 
   before(async () => {
     h = await startHarness({ sim: { actionDelayMs: 0, dropletActiveDelayMs: 0, sshKeyListPerMinute: 1000 } });
-    await h.sim.createVolume({ name: 'web-files', region: 'nyc3', sizeGigabytes: 1 });
-    await h.sim.writeVolume((h.sim.liveResources().volumes[0]?.id)!, 0, Buffer.alloc(1 << 20, 7));
+    const volume = await h.sim.createVolume({ name: 'web-files', region: 'nyc3', sizeGigabytes: 1 });
+    await h.sim.writeVolume(volume.id, 0, Buffer.alloc(1 << 20, 7));
     env = cliEnv(h, { DOSVOB_SCHEDULED_WORKFLOW_ID: uniqueId('dosvob-scheduled') });
   });
   after(async () => {
@@ -111,7 +114,9 @@ describe('README schedule command lines', () => {
       const view = scheduleView(await schedule.describe());
       assert.equal(view.taskQueue, h.taskQueue);
       assert.equal(view.overlap, 'SKIP');
-      await exec('temporal', ['schedule', 'trigger', '--schedule-id', env.DOSVOB_SCHEDULE_ID!], { env: cliEnvForTemporal });
+      await exec('temporal', ['schedule', 'trigger', '--schedule-id', env.DOSVOB_SCHEDULE_ID!], {
+        env: cliEnvForTemporal,
+      });
       // The README's input is `{}`: the run gets the default id, which no other test uses.
       const run = await waitFor(
         'the scheduled run',
@@ -125,7 +130,10 @@ describe('README schedule command lines', () => {
         },
         20_000,
       );
-      assert.ok(run.parentExecution?.workflowId?.startsWith(env.DOSVOB_SCHEDULED_WORKFLOW_ID!), 'launched by the schedule');
+      assert.ok(
+        run.parentExecution?.workflowId?.startsWith(env.DOSVOB_SCHEDULED_WORKFLOW_ID!),
+        'launched by the schedule',
+      );
       const result = (await h.client.workflow.getHandle(run.workflowId, run.runId).result()) as BackupResult;
       assert.deepEqual(
         result.volumes.map((v) => [v.name, v.ok]),
@@ -133,7 +141,10 @@ describe('README schedule command lines', () => {
       );
       assert.ok(existsSync(path.join(h.backupsDir, 'web-files.img')), 'the image was written');
     } finally {
-      await h.client.schedule.getHandle(env.DOSVOB_SCHEDULE_ID!).delete().catch(() => undefined);
+      await h.client.schedule
+        .getHandle(env.DOSVOB_SCHEDULE_ID!)
+        .delete()
+        .catch(() => undefined);
     }
   });
 
@@ -151,10 +162,33 @@ describe('README schedule command lines', () => {
     // tctl v1.18's `schedule create` flags (cli_curr/schedule.go and getFlagsForStart).
     const known = new Set(
       [
-        'schedule_id', 'calendar', 'cron', 'interval', 'start_time', 'end_time', 'jitter', 'time_zone', 'notes', 'pause',
-        'remaining_actions', 'overlap_policy', 'catchup_window', 'pause_on_failure', 'memo_key', 'memo', 'memo_file',
-        'search_attr_key', 'search_attr_value', 'taskqueue', 'workflow_id', 'workflow_type', 'execution_timeout',
-        'run-timeout', 'workflow_task_timeout', 'input', 'input_file',
+        'schedule_id',
+        'calendar',
+        'cron',
+        'interval',
+        'start_time',
+        'end_time',
+        'jitter',
+        'time_zone',
+        'notes',
+        'pause',
+        'remaining_actions',
+        'overlap_policy',
+        'catchup_window',
+        'pause_on_failure',
+        'memo_key',
+        'memo',
+        'memo_file',
+        'search_attr_key',
+        'search_attr_value',
+        'taskqueue',
+        'workflow_id',
+        'workflow_type',
+        'execution_timeout',
+        'run-timeout',
+        'workflow_task_timeout',
+        'input',
+        'input_file',
       ].map((f) => `--${f}`),
     );
     for (const flag of flags.keys()) assert.ok(known.has(flag), `tctl schedule create has no ${flag}`);

@@ -68,7 +68,9 @@ describe('dosvob schedule', () => {
     assert.equal((await cli(['schedule', 'trigger'], env)).code, 0);
     // The schedule's launcher starts the run under the installation's run id.
     const runId = await waitFor('the scheduled run', async () => {
-      const run = (await executions()).find((e) => e.workflowId === env.DOSVOB_WORKFLOW_ID && e.status.name === 'RUNNING');
+      const run = (await executions()).find(
+        (e) => e.workflowId === env.DOSVOB_WORKFLOW_ID && e.status.name === 'RUNNING',
+      );
       return run?.runId;
     });
     const sync = cli(['sync'], env);
@@ -96,7 +98,10 @@ describe('dosvob schedule', () => {
     assert.ok(runs[0]?.parentExecution?.workflowId?.startsWith(env.DOSVOB_SCHEDULED_WORKFLOW_ID ?? 'dosvob-scheduled'));
     const list = parseJson<RunSummary[]>(await cli(['runs', '--json'], env));
     assert.equal(list.filter((x) => x.outcome === 'ok').length, 1);
-    assert.ok(list.every((x) => x.outcome === 'ok' || x.outcome === 'skipped'), JSON.stringify(list));
+    assert.ok(
+      list.every((x) => x.outcome === 'ok' || x.outcome === 'skipped'),
+      JSON.stringify(list),
+    );
   });
 
   it('delete removes it; the other verbs then say so in one line, exit code 2', async () => {

@@ -96,7 +96,11 @@ export function parseJson<T>(r: CliResult): T {
   }
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -106,7 +110,8 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     } catch (err) {
       lastError = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -151,7 +156,8 @@ export async function startFakeStore(h: Harness): Promise<{
             resume: undefined,
           } satisfies TransferHeartbeat);
         beat('connecting');
-        if (state.mode === 'fail') throw ApplicationFailure.nonRetryable('the droplet closed the connection', 'TestFailure');
+        if (state.mode === 'fail')
+          throw ApplicationFailure.nonRetryable('the droplet closed the connection', 'TestFailure');
         for (;;) {
           const limit = state.mode === 'hold' && !state.released ? blockCount / 4 : blockCount;
           blocksDone = Math.min(limit, blocksDone + Math.ceil(blockCount / 12));

@@ -69,7 +69,12 @@ describe('the Temporal web UI shows a run', () => {
   /** The text of the page and of its frames: the UI renders summaries and details (markdown) in sandboxed iframes. */
   async function allText(page: Page): Promise<string> {
     const texts = await Promise.all(
-      page.frames().map((f) => f.locator('body').innerText({ timeout: 2000 }).catch(() => '')),
+      page.frames().map((f) =>
+        f
+          .locator('body')
+          .innerText({ timeout: 2000 })
+          .catch(() => ''),
+      ),
     );
     return texts.join('\n');
   }

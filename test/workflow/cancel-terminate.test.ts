@@ -66,14 +66,14 @@ describe('cancellation', () => {
 
   for (const [step, at] of STEPS) {
     it(`cancelled during "${step}": the run ends cancelled and leaves nothing`, async () => {
-      let handle: WorkflowHandle | undefined;
+      const current: { handle?: WorkflowHandle } = {};
       let cancelled = false;
       h.sim.onHandled = async (call) => {
-        if (cancelled || !handle || !at(call)) return;
+        if (cancelled || !current.handle || !at(call)) return;
         cancelled = true;
-        await handle.cancel();
+        await current.handle.cancel();
       };
-      handle = await start(h);
+      const handle = (current.handle = await start(h));
       try {
         await assert.rejects(handle.result(), (err: unknown) => {
           assert.ok(err instanceof WorkflowFailedError, String(err));
@@ -114,14 +114,14 @@ describe('termination', () => {
 
   it("a terminated run's leftovers are swept by the next run; decoys that are not dosvob's survive", async () => {
     // Terminate once the copy is attached: droplet, key, snapshot and copy volume all exist.
-    let handle: WorkflowHandle | undefined;
+    const current: { handle?: WorkflowHandle } = {};
     let terminated: Promise<unknown> | undefined;
     h.sim.onHandled = (call) => {
-      if (!terminated && handle && api('POST', '/v2/volumes/{volume_id}/actions', 'attach')(call)) {
-        terminated = handle.terminate('test: simulating a run killed without cleanup');
+      if (!terminated && current.handle && api('POST', '/v2/volumes/{volume_id}/actions', 'attach')(call)) {
+        terminated = current.handle.terminate('test: simulating a run killed without cleanup');
       }
     };
-    handle = await start(h);
+    const handle = (current.handle = await start(h));
     await assert.rejects(handle.result(), WorkflowFailedError);
     await terminated;
     h.sim.onHandled = undefined;

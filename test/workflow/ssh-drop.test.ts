@@ -63,7 +63,7 @@ describe('SSH dropped mid-transfer (one stripe)', () => {
     return regions.reduce((n, [, length]) => n + length, 0);
   }
 
-  /** Changed bytes in blocks at or after `block` (one stripe on loopback: blocks go in order). */
+  /** Changed bytes in blocks at or after `block` (one stripe: blocks go in order). */
   function writtenFrom(block: number): number {
     return written.reduce((n, [offset, length]) => {
       const from = Math.max(offset, block * BLOCK);

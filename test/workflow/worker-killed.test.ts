@@ -92,7 +92,7 @@ describe('a worker killed during each step', () => {
     worker = await h.spawnWorker();
     const pending = [...STEPS_BEFORE_TRANSFER, ...STEPS_AFTER_TRANSFER];
     let transferKill: Promise<void> | undefined;
-    let handle: WorkflowHandle | undefined;
+    const current: { handle?: WorkflowHandle } = {};
     // The kill lands after DigitalOcean has acted and before the worker hears the answer:
     // the hardest case, where the resource exists but the workflow never learned its id.
     h.sim.onHandled = async (call) => {
@@ -101,10 +101,10 @@ describe('a worker killed during each step', () => {
       if (!step) return;
       pending.splice(index, 1);
       await killAndReplace(step.name);
-      if (step.name === 'attach' && handle) transferKill = killDuringTransfer(handle);
+      if (step.name === 'attach' && current.handle) transferKill = killDuringTransfer(current.handle);
     };
     const workflowId = uniqueId('killed');
-    handle = await h.client.workflow.start('backupWorkflow', {
+    const handle = (current.handle = await h.client.workflow.start('backupWorkflow', {
       taskQueue: h.taskQueue,
       workflowId,
       workflowTaskTimeout: '2s',
@@ -119,7 +119,7 @@ describe('a worker killed during each step', () => {
           },
         },
       ],
-    });
+    }));
     const result = (await handle.result()) as BackupResult;
     await transferKill;
     h.sim.onHandled = undefined;
