@@ -17,6 +17,7 @@ import { connectTemporal } from './connect';
 import { describeError, exitCodeFor } from './errors';
 import { runIdsFromEnv } from './ids';
 import { createOutput, type Output } from './output';
+import { preflight } from './preflight';
 import { CLI_WORKER_OPTIONS, openSession, type OpenSession, type OpenSessionOptions } from './session';
 
 /** Where a CLI invocation reads and writes: the process's own, or a test's. */
@@ -80,9 +81,10 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     .action(async (opts: { detach?: boolean; json?: boolean }) => {
       const conf = config();
       const out = output(opts.json);
-      // Detached in the embedded mode: the dev server and worker live in this process, so the run would stop with it.
+      // A wrong token or region is one line at once, before a local Temporal server is started for nothing.
+      const volumes = await preflight(conf);
       const outcome = await withSession({ workersFor: conf, log: (l) => out.note(l) }, (s) =>
-        sync(s, conf, out, { detach: opts.detach }),
+        sync(s, conf, out, { detach: opts.detach, volumes }),
       );
       setExitCode(outcome.exitCode);
     });

@@ -7,6 +7,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import { hostname } from 'node:os';
+import type { SourceVolume } from '../../activities/digitalocean/activities';
 import type { Config } from '../../common/config';
 import type { BackupResult } from '../../workflows/types';
 import { formatBytes } from '../../workflows/util';
@@ -22,6 +23,8 @@ import type { Session } from '../session';
 export interface SyncOptions {
   /** Start (or find) the run and return at once. */
   detach?: boolean;
+  /** The volumes `preflight` found, when the caller checked already (before starting any Temporal server). */
+  volumes?: SourceVolume[];
 }
 
 export interface SyncOutcome {
@@ -80,7 +83,7 @@ export async function sync(
   out: Output,
   options: SyncOptions = {},
 ): Promise<SyncOutcome> {
-  const volumes = await preflight(config);
+  const volumes = options.volumes ?? (await preflight(config));
   const { client, ids } = session;
   const before = await runningRunId(client, ids.workflowId);
   const handle = await client.workflow.start(WORKFLOW_TYPE, {
