@@ -55,7 +55,11 @@ function ed25519FromSeed(seed: Buffer, comment: string): SshKeyPair {
     sshString(pubBlob),
     sshString(priv),
   ]);
-  const b64 = body.toString('base64').match(/.{1,70}/g)?.join('\n') ?? '';
+  const b64 =
+    body
+      .toString('base64')
+      .match(/.{1,70}/g)
+      ?.join('\n') ?? '';
   const md5 = createHash('md5').update(pubBlob).digest('hex');
   return {
     privateKey: `-----BEGIN OPENSSH PRIVATE KEY-----\n${b64}\n-----END OPENSSH PRIVATE KEY-----\n`,

@@ -8,7 +8,10 @@ export const MAX_VOLUME_NAME = 64;
 
 /** A short, stable id for one run (from its Temporal run id), used in resource names. */
 export function runKey(runId: string): string {
-  return runId.replace(/[^0-9a-f]/gi, '').slice(0, 10).toLowerCase();
+  return runId
+    .replace(/[^0-9a-f]/gi, '')
+    .slice(0, 10)
+    .toLowerCase();
 }
 
 function fnv1a(text: string): string {

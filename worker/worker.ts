@@ -59,7 +59,13 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
   const role = setup.role ?? 'all';
   const keySecret = loadOrCreateKeySecret(config.keySecret, dataDir());
   const workers: Worker[] = [];
-  const shared: Partial<WorkerOptions> = { shutdownGraceTime: '10s', ...setup.options };
+  // Heartbeats carry the transfer's progress and deliver cancellation: send them within 2 s, not
+  // the SDK's default of 0.8 x the heartbeat timeout.
+  const shared: Partial<WorkerOptions> = {
+    shutdownGraceTime: '10s',
+    maxHeartbeatThrottleInterval: '2s',
+    ...setup.options,
+  };
 
   if (role === 'all' || role === 'main') {
     const api = createDoApi({ token: config.doToken, apiUrl: config.apiUrl, requestTimeoutMs: config.apiTimeoutMs });

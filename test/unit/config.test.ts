@@ -29,7 +29,10 @@ describe('conf.json', () => {
   it('takes the token and API URL from the environment (doctl names too)', () => {
     const file = confFile({ region: 'fra1' });
     assert.equal(loadConfig({ path: file, env: { DIGITALOCEAN_ACCESS_TOKEN: 'a' } }).doToken, 'a');
-    const c = loadConfig({ path: file, env: { DIGITALOCEAN_TOKEN: 'b', DIGITALOCEAN_API_URL: 'http://127.0.0.1:9/v2/' } });
+    const c = loadConfig({
+      path: file,
+      env: { DIGITALOCEAN_TOKEN: 'b', DIGITALOCEAN_API_URL: 'http://127.0.0.1:9/v2/' },
+    });
     assert.equal(c.doToken, 'b');
     assert.equal(c.apiUrl, 'http://127.0.0.1:9');
   });
@@ -49,12 +52,18 @@ describe('conf.json', () => {
   });
 
   it('rejects region and regions together, and neither', () => {
-    assert.throws(() => loadConfig({ path: confFile({ do_token: 't', region: 'nyc3', regions: ['fra1'] }), env: {} }), /not both/);
+    assert.throws(
+      () => loadConfig({ path: confFile({ do_token: 't', region: 'nyc3', regions: ['fra1'] }), env: {} }),
+      /not both/,
+    );
     assert.throws(() => loadConfig({ path: confFile({ do_token: 't' }), env: {} }), /region: missing/);
   });
 
   it('says where to get a token when there is none', () => {
-    assert.throws(() => loadConfig({ path: confFile({ region: 'nyc3' }), env: {} }), /cloud\.digitalocean\.com\/account\/api\/tokens/);
+    assert.throws(
+      () => loadConfig({ path: confFile({ region: 'nyc3' }), env: {} }),
+      /cloud\.digitalocean\.com\/account\/api\/tokens/,
+    );
   });
 });
 
