@@ -89,7 +89,7 @@ describe('backup workflow', () => {
 
     const history = await historyJson(handle);
     assertNoSecrets(history, [h.config.doToken, h.config.keySecret ?? '']);
-    maybeRecordHistory('backup-two-regions', handle.workflowId, history);
+    maybeRecordHistory('backup-two-regions-healthchecks', handle.workflowId, history);
   });
 
   it('an incremental run transfers little more than the changed bytes', async () => {
