@@ -27,24 +27,27 @@ export function probeSsh(options: {
   return new Promise((resolve, reject) => {
     const client = new Client();
     let mismatch = false;
+    let settled = false;
+    const settle = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      client.end();
+      if (err) reject(err);
+      else resolve();
+    };
     client
       .on('ready', () => {
         client.exec('true', (err, stream) => {
-          if (err) {
-            client.end();
-            return reject(err);
-          }
-          stream.on('close', () => {
-            client.end();
-            resolve();
-          });
+          if (err) return settle(err);
+          stream.on('close', () => settle());
           stream.resume();
         });
       })
       .on('error', (err) => {
-        client.end();
-        reject(mismatch ? new HostKeyMismatchError('the droplet presented a host key other than the pinned one') : err);
+        settle(mismatch ? new HostKeyMismatchError('the droplet presented a host key other than the pinned one') : err);
       })
+      // A server that goes away mid-handshake closes without an error: that must end the probe too.
+      .on('close', () => settle(new Error('the connection closed before SSH was ready')))
       .connect({
         host: options.host,
         port: options.port,

@@ -91,6 +91,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   let workers: Worker[] = [];
   let running: Promise<void> | undefined;
   const children = new Set<ChildProcess>();
+  const inFlight = new Set<string>();
 
   const harness: Harness = {
     sim,
@@ -124,14 +125,42 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
         config,
         taskQueue,
         workflowBundle: workflowBundle(),
-        options: { shutdownGraceTime: '1s' },
+        options: {
+          shutdownGraceTime: '1s',
+          // Which activities are in flight, for a worker that will not stop.
+          interceptors: {
+            activity: [
+              (ctx) => ({
+                inbound: {
+                  async execute(input, next) {
+                    const key = `${ctx.info.activityType}#${ctx.info.activityId}@${ctx.info.workflowExecution?.workflowId}`;
+                    inFlight.add(key);
+                    try {
+                      return await next(input);
+                    } finally {
+                      inFlight.delete(key);
+                    }
+                  },
+                },
+              }),
+            ],
+          },
+        },
         transferOptions: options.transferOptions,
       });
       running = runWorkers(workers);
     },
     async stopWorkers() {
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      const stuck = setTimeout(() => {
+        for (const w of workers) {
+          console.error(`# worker ${w.options.taskQueue} still stopping:`, JSON.stringify(w.getStatus()), [
+            ...inFlight,
+          ]);
+        }
+      }, 15_000);
       await running;
+      clearTimeout(stuck);
       workers = [];
     },
     async start(input: BackupInput = {}, workflowId = uniqueId('backup')) {
