@@ -51,10 +51,6 @@ export function isNotFound(err: unknown): boolean {
   return apiErrorInfo(err)?.status === 404;
 }
 
-export function hasStatus(err: unknown, status: number): boolean {
-  return apiErrorInfo(err)?.status === status;
-}
-
 /** Transient 422s: DigitalOcean serialises actions per droplet. */
 const TRANSIENT_422 = /pending event|already has a pending|in progress/i;
 

@@ -4,8 +4,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BackupResult } from '../../workflows/types';
 import { startHarness, type Harness } from '../support/harness';
-import { randomData, sameBytes } from '../support/bytes';
-import { assertNoSecrets, historyJson, maybeRecordHistory } from '../support/history';
+import { randomData } from '../support/bytes';
+import { sameSparseBytes } from '../support/sparse';
+import { assertHistoryHasNoSecrets, assertNothingLeft } from '../support/run-checks';
+import { maybeRecordHistory } from '../support/history';
 import { startPingServer, type PingServer } from '../support/ping-server';
 import { exampleKeyDiff, validateRequest, validateResponse } from '../simulator/openapi-check';
 
@@ -42,28 +44,18 @@ describe('backup workflow', () => {
     for (const v of result.volumes) {
       assert.ok(v.ok, `${v.name}: ${v.error}`);
       const image = path.join(h.backupsDir, `${v.name}.img`);
-      assert.ok(await sameBytes(image, h.sim.volumeFile(ids[v.name]!)), `${v.name}.img equals the source volume`);
+      assert.ok(await sameSparseBytes(image, h.sim.volumeFile(ids[v.name]!)), `${v.name}.img equals the source volume`);
     }
   }
 
-  function assertNothingLeft() {
-    const live = h.sim.liveResources();
-    assert.deepEqual(live.droplets, [], 'no droplets left');
-    assert.deepEqual(live.snapshots, [], 'no snapshots left');
-    assert.deepEqual(live.sshKeys, [], 'no SSH keys left');
-    assert.deepEqual(
-      live.volumes.map((v) => v.name).sort(),
-      ['db-data', 'logs', 'web-files'],
-      'only the source volumes',
-    );
-  }
+  const SOURCES = ['db-data', 'logs', 'web-files'];
 
   it('backs up every volume in two regions, byte for byte, and leaves nothing behind', async () => {
     const handle = await h.start();
     const result = (await handle.result()) as BackupResult;
     assert.equal(result.volumes.length, 3);
     await assertImagesMatchSources(result);
-    assertNothingLeft();
+    assertNothingLeft(h.sim, SOURCES);
     assert.equal(h.sim.creationCounts().droplets, 2, 'one droplet per region');
     assert.ok(result.estimatedCostUsd > 0);
     assert.deepEqual(pings.pings, ['/ping/abc-123/start', '/ping/abc-123'], 'healthchecks: start, then success');
@@ -87,8 +79,7 @@ describe('backup workflow', () => {
     assert.deepEqual(problems, []);
     assert.ok(templates.size >= 15, `a full run exercises many endpoints: ${[...templates].join(', ')}`);
 
-    const history = await historyJson(handle);
-    assertNoSecrets(history, [h.config.doToken, h.config.keySecret ?? '']);
+    const history = await assertHistoryHasNoSecrets(handle, { token: h.config.doToken, keySecret: h.config.keySecret });
     maybeRecordHistory('backup-two-regions-healthchecks', handle.workflowId, history);
   });
 
@@ -104,6 +95,6 @@ describe('backup workflow', () => {
     assert.ok(db.blocksChanged >= 10 && db.blocksChanged <= 20, `blocks changed: ${db.blocksChanged}`);
     // 10 MiB of new data (zero blocks cost only a marker); hashes and framing add at most 1% + a constant.
     assert.ok(db.bytesTransferred <= 10 * MiB * 1.01 + 256 * 1024, `bytes on the wire: ${db.bytesTransferred}`);
-    assertNothingLeft();
+    assertNothingLeft(h.sim, SOURCES);
   });
 });

@@ -10,28 +10,15 @@ import type { HandledCall } from '../simulator/http-server';
 import { randomData } from '../support/bytes';
 import { FAST_TIMINGS, startHarness, type Harness } from '../support/harness';
 import { uniqueId } from '../support/temporal';
+import { assertNothingLeft } from '../support/run-checks';
+import { STEPS_AFTER_TRANSFER, STEPS_BEFORE_TRANSFER, apiCall } from '../support/run-steps';
 
 const MiB = 1 << 20;
 
-const api =
-  (method: string, template: string, type?: string) =>
-  (c: HandledCall): boolean =>
-    c.method === method &&
-    c.template === template &&
-    (type === undefined || (c.requestBody as { type?: string } | undefined)?.type === type);
-
-const STEPS: Array<[string, (c: HandledCall) => boolean]> = [
-  ['sweep', api('GET', '/v2/droplets')],
-  ['register key', api('POST', '/v2/account/keys')],
-  ['create droplet', api('POST', '/v2/droplets')],
-  ['wait for droplet', api('GET', '/v2/droplets/{droplet_id}')],
-  ['snapshot', api('POST', '/v2/volumes/{volume_id}/snapshots')],
-  ['copy volume', api('POST', '/v2/volumes')],
-  ['attach', api('POST', '/v2/volumes/{volume_id}/actions', 'attach')],
-  ['detach', api('POST', '/v2/volumes/{volume_id}/actions', 'detach')],
-  ['delete copy', api('DELETE', '/v2/volumes/{volume_id}')],
-  ['delete snapshot', api('DELETE', '/v2/snapshots/{snapshot_id}')],
-];
+// Cancelled "during" each DigitalOcean step of the run (the transfer has its own test below).
+const STEPS: Array<[string, (c: HandledCall) => boolean]> = [...STEPS_BEFORE_TRANSFER, ...STEPS_AFTER_TRANSFER]
+  .filter((s) => s.name !== 'delete droplet' && s.name !== 'delete key')
+  .map((s) => [s.name, s.at]);
 
 function start(h: Harness): Promise<WorkflowHandle> {
   const workflowId = uniqueId('run');
@@ -51,8 +38,6 @@ function dosvobLeftovers(h: Harness) {
     sshKeys: live.sshKeys.map((k) => k.name),
   };
 }
-
-const NONE = { droplets: [], volumes: [], snapshots: [], sshKeys: [] };
 
 describe('cancellation', () => {
   let h: Harness;
@@ -84,7 +69,7 @@ describe('cancellation', () => {
         h.sim.onHandled = undefined;
       }
       assert.ok(cancelled, `the run reached "${step}"`);
-      assert.deepEqual(dosvobLeftovers(h), NONE);
+      assertNothingLeft(h.sim, ['app-data']);
       const progress = await handle.query<RunProgress>('progress');
       assert.equal(progress.phase, 'finished');
     });
@@ -99,7 +84,7 @@ describe('cancellation', () => {
     }
     await handle.cancel();
     await assert.rejects(handle.result(), WorkflowFailedError);
-    assert.deepEqual(dosvobLeftovers(h), NONE);
+    assertNothingLeft(h.sim, ['app-data']);
   });
 });
 
@@ -117,7 +102,7 @@ describe('termination', () => {
     const current: { handle?: WorkflowHandle } = {};
     let terminated: Promise<unknown> | undefined;
     h.sim.onHandled = (call) => {
-      if (!terminated && current.handle && api('POST', '/v2/volumes/{volume_id}/actions', 'attach')(call)) {
+      if (!terminated && current.handle && apiCall('POST', '/v2/volumes/{volume_id}/actions', 'attach')(call)) {
         terminated = current.handle.terminate('test: simulating a run killed without cleanup');
       }
     };
