@@ -104,6 +104,8 @@ export async function connectSsh(target: SshTarget, signal?: AbortSignal, timeou
       keepaliveInterval: 10_000,
       keepaliveCountMax: 3,
       algorithms: { cipher: CIPHERS, compress: ['none'] },
+      // Straight to the key: ssh2's default first tries "none", one more round trip before the session can start.
+      authHandler: ['publickey'],
       hostVerifier: (key: Buffer) => {
         presented = Buffer.from(key);
         return keysEqual(presented, pinned);

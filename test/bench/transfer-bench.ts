@@ -10,7 +10,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, utimesSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { generateEd25519 } from '../support/exec-ssh-server.js';
 
@@ -33,6 +33,10 @@ function parseSize(s: string): number {
 const SIZE = parseSize(arg('size', '2G'));
 const LINKS = arg('links', 'loopback,wan100,wan1g').split(',').filter(Boolean);
 const SWEEP = !process.argv.includes('--no-sweep');
+// The droplet end of dosvob's runs: OpenSSH's sshd (what a droplet runs, and what rsync and cat get here), or the
+// test suite's ssh2 server (a Node process: on this 2-core machine its CPU competes with everything else).
+const OUR_SERVER = arg('server', 'sshd');
+if (OUR_SERVER !== 'sshd' && OUR_SERVER !== 'ssh2') throw new Error(`--server sshd|ssh2, not ${OUR_SERVER}`);
 const OUT = arg('out', join(REPO, 'test', 'bench', 'RESULTS.md'));
 const REGION = MiB;
 const REGIONS = Math.ceil(SIZE / REGION);
@@ -122,9 +126,17 @@ function parseTime(file: string): { wallS: number; userS: number; sysS: number; 
   return { wallS: e ?? NaN, userS: u ?? NaN, sysS: s ?? NaN, maxRssKiB: m ?? NaN };
 }
 let tfCounter = 0;
+/** GNU time writing wall, user, system seconds and peak RSS (KiB) of the command's process tree to `file`. */
+function gnuTime(file: string): string[] {
+  return ['/usr/bin/time', '-f', '%e %U %S %M', '-o', file];
+}
 function timed(argv: string[]): Promise<Timed> {
+  // Start every measured run from a quiet disk: on ext4 (data=ordered) an fsync also waits for other files' freshly
+  // written data, so dosvob's commit would otherwise pay for the source the bench just wrote or the previous tool's
+  // output, which rsync (no fsync) never does.
+  execFileSync('sync');
   const tf = join(WORK, `time-${++tfCounter}.txt`);
-  const cmd = ['/usr/bin/time', '-f', '%e %U %S %M', '-o', tf, ...argv];
+  const cmd = [...gnuTime(tf), ...argv];
   return new Promise((resolvePromise, reject) => {
     const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -161,10 +173,7 @@ function startProxy(targetPort: number, link: Link): Promise<Proxy> {
       String(link.rateMbit),
       String(link.rttMs),
     ],
-    {
-      stdio: ['pipe', 'pipe', 'inherit'],
-      cwd: REPO,
-    },
+    { stdio: ['pipe', 'pipe', 'inherit'], cwd: REPO },
   );
   return new Promise((resolvePromise, reject) => {
     let buf = '';
@@ -207,11 +216,7 @@ interface Server {
 function startOurServer(host: string): Promise<Server> {
   const tf = join(WORK, `time-${++tfCounter}.txt`);
   const argv = [
-    '/usr/bin/time',
-    '-f',
-    '%e %U %S %M',
-    '-o',
-    tf,
+    ...gnuTime(tf),
     process.execPath,
     '--import',
     'tsx',
@@ -250,10 +255,14 @@ function stopChild(
   });
 }
 
+function sshdHostKeyFile(): string {
+  return join(WORK, 'sshd', 'host_ed25519');
+}
+
 function writeSshdConfig(host: string): { config: string; pidFile: string } {
   const dir = join(WORK, 'sshd');
   mkdirSync(dir, { recursive: true });
-  const hk = join(dir, 'host_ed25519');
+  const hk = sshdHostKeyFile();
   if (!existsSync(hk)) sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hk]);
   writeFileSync(join(dir, 'authorized_keys'), `${clientKey.publicKey}\n`);
   const pidFile = join(dir, `sshd-${tfCounter}.pid`);
@@ -285,7 +294,7 @@ async function startSshd(host: string): Promise<Server> {
   const port = ++sshdPort;
   writeFileSync(config, readFileSync(config, 'utf8').replace('Port 0', `Port ${port}`));
   const tf = join(WORK, `time-${++tfCounter}.txt`);
-  const argv = ['/usr/bin/time', '-f', '%e %U %S %M', '-o', tf, '/usr/sbin/sshd', '-D', '-e', '-f', config];
+  const argv = [...gnuTime(tf), ...stockDropletShell(), '/usr/sbin/sshd', '-D', '-e', '-f', config];
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
   for (let i = 0; i < 100 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 50));
   if (!existsSync(pidFile)) throw new Error('sshd did not start');
@@ -297,6 +306,30 @@ async function startSshd(host: string): Promise<Server> {
         process.kill(pid, 'SIGTERM');
       }),
   };
+}
+
+/**
+ * Run sshd where root's ~/.bashrc is a stock droplet's, i.e. one that does nothing for a non-interactive command.
+ * Debian's bash sources ~/.bashrc for every command sshd runs; on a development machine it may start pyenv, nvm or
+ * conda (here: `pyenv init`, ~300 ms, and a `python3` shim script, ~100 ms, on every session), a cost no droplet has.
+ * A private mount namespace hides it from sshd's sessions only.
+ */
+function stockDropletShell(): string[] {
+  const bashrc = join(homedir(), '.bashrc');
+  if (!existsSync(bashrc)) return [];
+  const empty = join(WORK, 'stock-bashrc');
+  writeFileSync(empty, '# stock droplet: nothing for non-interactive shells\n');
+  return [
+    'unshare',
+    '-m',
+    '--propagation',
+    'private',
+    '--',
+    'sh',
+    '-c',
+    `mount --bind ${empty} ${bashrc} && exec "$@"`,
+    'sh',
+  ];
 }
 
 function sshArgs(port: number): string[] {
@@ -349,6 +382,7 @@ interface OursResult {
   sendRateBytesPerSec: number;
   imagePath: string;
   remoteCpuSeconds: number;
+  phasesMs: { connect: number; prepare: number; stream: number; commit: number };
   /** The image's atime right after the run (before the bench itself compares it). */
   atimeAfter: number;
 }
@@ -362,7 +396,7 @@ async function runOurs(
   extra: Record<string, unknown> = {},
   label = 'dosvob',
 ): Promise<OursResult> {
-  const server = await startOurServer('127.0.0.1');
+  const server = OUR_SERVER === 'sshd' ? await startSshd('127.0.0.1') : await startOurServer('127.0.0.1');
   const proxy = link.rateMbit !== null ? await startProxy(server.port, link) : undefined;
   const opts = {
     backupsDir: backups,
@@ -374,7 +408,7 @@ async function runOurs(
       host: '127.0.0.1',
       port: proxy?.port ?? server.port,
       username: 'root',
-      hostPublicKey: hostKey.publicKey,
+      hostPublicKey: OUR_SERVER === 'sshd' ? readFileSync(sshdHostKeyFile() + '.pub', 'utf8') : hostKey.publicKey,
       privateKey: clientKey.privateKey,
     },
     ...extra,
@@ -404,8 +438,9 @@ async function runOurs(
     clientRssMiB: t.maxRssKiB / 1024,
     serverRssMiB: srv.maxRssKiB / 1024,
     extra:
-      `process wall ${t.wallS.toFixed(2)} s; agent CPU ${r.remoteCpuSeconds.toFixed(2)} s` +
-      (r.sendRateBytesPerSec > 0 && scenario === 'first sync'
+      `process wall ${t.wallS.toFixed(2)} s; agent CPU ${r.remoteCpuSeconds.toFixed(2)} s; ` +
+      `connect/prepare/stream/commit ${[r.phasesMs.connect, r.phasesMs.prepare, r.phasesMs.stream, r.phasesMs.commit].map((ms) => (ms / 1000).toFixed(2)).join('/')} s` +
+      (r.sendRateBytesPerSec > 0 && scenario.startsWith('first sync')
         ? `; ${(r.sendRateBytesPerSec / 1e6).toFixed(1)} MB/s while sending`
         : ''),
     ok,
@@ -516,12 +551,13 @@ async function benchLink(key: string): Promise<void> {
   log('first sync: dosvob');
   const first = await runOurs(link, 'first sync', backups, src, 'snap-A');
   const alloc = statSync(first.imagePath).blocks * 512;
+  const mbit = (bytesPerSec: number) => ((bytesPerSec * 8) / 1e6).toFixed(0);
   checks.push(
     `${link.name}, first sync: wire ${(first.bytesOnWire / MiB).toFixed(1)} MiB vs non-zero ${(NONZERO_A / MiB).toFixed(1)} MiB ` +
       `(${first.bytesOnWire <= NONZERO_A * 1.01 ? 'OK ≤ +1%' : 'MISSED'}); image allocated ${(alloc / MiB).toFixed(1)} MiB ` +
       `(${alloc <= NONZERO_A * 1.01 ? 'OK ≤ +1%' : 'MISSED'})` +
       (link.rateMbit
-        ? `; sending at ${((first.sendRateBytesPerSec * 8) / 1e6).toFixed(0)} Mbit/s = ${(((first.sendRateBytesPerSec * 8) / (link.rateMbit * 1e6)) * 100).toFixed(0)}% of the link`
+        ? `; sending at ${mbit(first.sendRateBytesPerSec)} Mbit/s = ${(((first.sendRateBytesPerSec * 8) / (link.rateMbit * 1e6)) * 100).toFixed(0)}% of the link`
         : ''),
   );
   if (key === 'wan1g') {
@@ -532,6 +568,24 @@ async function benchLink(key: string): Promise<void> {
       `${link.name}, first sync with 1 stripe: ${((one.sendRateBytesPerSec * 8) / 1e6).toFixed(0)} Mbit/s while sending (the 2 MiB channel window binds)`,
     );
     rmSync(b1, { recursive: true, force: true });
+    // Control: the same round trip with no rate limit. If dosvob sends no faster here, the link's rate is not what
+    // holds it back on this machine; the CPUs are.
+    log('first sync: dosvob, 30 ms RTT without a rate limit');
+    const bc = join(dir, 'backups-control');
+    const control = await runOurs(
+      { ...link, rateMbit: 100_000 },
+      'first sync, 30 ms RTT, no rate limit (control)',
+      bc,
+      src,
+      'snap-A',
+      {},
+      'dosvob',
+    );
+    checks.push(
+      `${link.name}, control: with the same 30 ms RTT and no rate limit dosvob sent at ${mbit(control.sendRateBytesPerSec)} Mbit/s ` +
+        `(${mbit(first.sendRateBytesPerSec)} Mbit/s through the 1 Gbit/s link = ${((first.sendRateBytesPerSec / control.sendRateBytesPerSec) * 100).toFixed(0)}% of that)`,
+    );
+    rmSync(bc, { recursive: true, force: true });
   }
   const slowLink = link.rateMbit !== null && link.rateMbit < 1000;
   if (!slowLink) {
@@ -672,8 +726,10 @@ function writeReport(started: number): string {
     "rsync runs with --inplace --no-whole-file plus --ignore-times (a disk image's size and mtime say nothing about its content; without it rsync may skip a changed image within the same second).",
     'Wall for dosvob is the transfer call inside its process (SSH connect, agent start, transfer, commit); "process wall" in notes adds Node+tsx start-up.',
     'rsync and ssh cat walls are whole processes. CPU and peak RSS come from GNU time: "server" is the whole SSH server process tree ' +
-      '(OpenSSH sshd + rsync --server, or the ssh2 exec server + python agents).',
-    "WAN links: this machine's kernel has no netem (tc reports the qdisc kind unknown), so a rate-and-delay TCP proxy (test/bench/link-proxy.ts) emulates them: each direction serializes at the link rate and delivers half an RTT later; it also counts the TCP payload both ways, the wire figure for every tool there. The proxy's own CPU (a third process on 2 cores) is in no column.",
+      (OUR_SERVER === 'sshd'
+        ? "(OpenSSH sshd and what it runs: rsync --server, cat, or dosvob's python agents). Root's ~/.bashrc is hidden from sshd's sessions as on a stock droplet (see stockDropletShell)."
+        : '(OpenSSH sshd + rsync --server, or for dosvob the ssh2 test server + python agents).'),
+    `WAN links: this machine's kernel has no netem (tc reports the qdisc kind unknown), so a rate-and-delay TCP proxy emulates them: each direction serializes at the link rate and delivers half an RTT later; it also counts the TCP payload both ways, the wire figure for every tool there. The proxy (test/bench/link-proxy.ts) needs about 2.3 CPU-seconds per GiB it carries; its CPU (one more process on 2 cores) is in no column.`,
     '',
     table(),
     '',
