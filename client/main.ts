@@ -8,6 +8,7 @@ import type { BackupInput } from '../workflows/types';
 import { createWorkers, installLogger, runWorkers, type WorkerRole } from '../worker/worker';
 import { cancel } from './commands/cancel';
 import { cleanup } from './commands/cleanup';
+import { images } from './commands/images';
 import { runs } from './commands/runs';
 import { scheduleAct, scheduleCreate, scheduleShow, type ScheduleAction } from './commands/schedule';
 import { setup } from './commands/setup';
@@ -128,6 +129,23 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
       const conf = config();
       const out = output(opts.json);
       await withSession({ log: (l) => out.note(l) }, (s) => cleanup(s, conf, out, { dryRun: opts.dryRun }));
+    });
+
+  program
+    .command('images')
+    .description(
+      'The local backups: size, last sync, state. Finishes an update a crash interrupted while it was being written.',
+    )
+    .option('--verify', 'read every image in full and check each block against its manifest')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { verify?: boolean; json?: boolean }) => {
+      // No DigitalOcean call: works without a token (e.g. restoring after the account is gone).
+      const conf = config(false);
+      const out = output(opts.json);
+      const outcome = await withSession({ workersFor: conf, log: (l) => out.note(l) }, (s) =>
+        images(s, out, { verify: opts.verify === true }),
+      );
+      setExitCode(outcome.exitCode);
     });
 
   const schedule = program

@@ -17,6 +17,7 @@ import { createDigitalOceanActivities } from '../activities/digitalocean/activit
 import { loadOrCreateKeySecret, deriveRunKey } from '../activities/run-keys';
 import { createSettingsActivities } from '../activities/settings';
 import { createHealthcheckActivities } from '../activities/healthchecks';
+import { createStoreActivities } from '../activities/store/activities';
 import { createTransferActivities, type TransferActivityDeps } from '../activities/transfer/activity';
 
 export type WorkerRole = 'all' | 'main' | 'store';
@@ -94,11 +95,14 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
         taskQueue: config.storeTaskQueue,
         // One transfer per volume at a time is enforced by the store's lock; this bounds disk load.
         maxConcurrentActivityTaskExecutions: Math.max(1, config.concurrency),
-        activities: createTransferActivities({
-          backupsDir: config.backupsDir,
-          resolveClientKey: (runId: string) => deriveRunKey(keySecret, runId, 'client').privateKey,
-          coreOptions: setup.transferOptions,
-        }),
+        activities: {
+          ...createTransferActivities({
+            backupsDir: config.backupsDir,
+            resolveClientKey: (runId: string) => deriveRunKey(keySecret, runId, 'client').privateKey,
+            coreOptions: setup.transferOptions,
+          }),
+          ...createStoreActivities({ backupsDir: config.backupsDir }),
+        },
         ...shared,
       }),
     );

@@ -1,2 +1,3 @@
 // The workflow bundle's entry point: every workflow type dosvob registers.
 export { backupWorkflow, progressQuery } from './backup';
+export { imagesWorkflow } from './images';

@@ -1,4 +1,5 @@
 export * from './errors.js';
+export * from './inspect.js';
 export * from './layout.js';
 export * from './manifest.js';
 export * from './staging.js';

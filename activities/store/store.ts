@@ -367,13 +367,19 @@ async function releaseLock(paths: StorePaths): Promise<void> {
 }
 
 /** SHA-256 per block of a local file (used to adopt an image and to verify one). */
-export async function hashImage(path: string, sizeBytes: number, blockSize: number): Promise<Buffer> {
+export async function hashImage(
+  path: string,
+  sizeBytes: number,
+  blockSize: number,
+  options: { onBlock?: (blocksDone: number) => void; signal?: AbortSignal } = {},
+): Promise<Buffer> {
   const n = blockCountFor(sizeBytes, blockSize);
   const hashes = Buffer.alloc(n * HASH_LEN);
   const fh = await open(path, 'r');
   try {
     const buf = Buffer.allocUnsafe(blockSize);
     for (let i = 0; i < n; i++) {
+      options.signal?.throwIfAborted();
       const len = blockLength(i, sizeBytes, blockSize);
       const data = await readFully(fh, len, i * blockSize, buf);
       // Past the file's end (an image shorter than the volume) reads as zeros.
@@ -382,6 +388,7 @@ export async function hashImage(path: string, sizeBytes: number, blockSize: numb
         .update(full)
         .digest()
         .copy(hashes, i * HASH_LEN);
+      options.onBlock?.(i + 1);
     }
   } finally {
     await fh.close();

@@ -36,6 +36,7 @@ describe('dosvob CLI', () => {
       ['runs'],
       ['cancel'],
       ['cleanup'],
+      ['images'],
       ['worker'],
       ['setup'],
       ['schedule'],
@@ -46,7 +47,7 @@ describe('dosvob CLI', () => {
       assert.equal(r.code, 0, `${command.join(' ')} --help: ${r.stderr}`);
       assert.match(r.stdout, new RegExp(`Usage: dosvob ${command.join(' ')}`));
     }
-    const read = ['status', 'runs', 'cleanup', 'cancel', 'sync', 'setup', 'schedule show', 'schedule create'];
+    const read = ['status', 'runs', 'cleanup', 'cancel', 'sync', 'images', 'setup', 'schedule show', 'schedule create'];
     for (const command of read) {
       const r = await cli([...command.split(' '), '--help'], env);
       assert.match(r.stdout, /--json/, `${command} has --json`);
