@@ -662,8 +662,45 @@ async function benchLink(key: string): Promise<void> {
       );
       rmSync(b, { recursive: true, force: true });
     }
+    await agentThreadSweep(link, dir);
   }
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Do parallel reads in the agent pay? A volume of data only (no zero blocks to skip), nothing changed: the run is one
+ * read + SHA-256 of the whole device, at 1, 2 and 4 agent threads. The backup starts as a copy of the source, adopted
+ * (hashed locally) by a first run, so no transfer is needed to set it up.
+ */
+async function agentThreadSweep(link: Link, dir: string): Promise<void> {
+  const size = Math.min(SIZE, 1024 * MiB);
+  process.stderr.write(`[loopback] agent threads: ${size / MiB} MiB of data, nothing changed\n`);
+  const full = join(dir, 'all-data.img');
+  const fh = await open(full, 'w');
+  for (let i = 0; i * REGION < size; i++) await fh.write(regionData('T', i), 0, undefined, i * REGION);
+  await fh.close();
+  const b = join(dir, 'backups-threads');
+  mkdirSync(b, { recursive: true });
+  execFileSync('cp', [full, join(b, 'bench.img')]);
+  await runOurs(link, 'no change, all data: adopt the copy', b, full, 'snap-T', {}, 'dosvob');
+  const rates: string[] = [];
+  for (const threads of [1, 2, 4]) {
+    const r = await runOurs(
+      link,
+      `no change, all data, ${threads} agent thread(s)`,
+      b,
+      full,
+      'snap-T',
+      { remoteThreads: threads },
+      `dosvob ${threads}T`,
+    );
+    rates.push(`${threads} → ${(size / 1e6 / (r.phasesMs.stream / 1000)).toFixed(0)} MB/s`);
+  }
+  checks.push(
+    `${link.name}, agent threads, reading and hashing ${size / MiB} MiB of data once (stream phase): ${rates.join(', ')}`,
+  );
+  rmSync(b, { recursive: true, force: true });
+  rmSync(full, { force: true });
 }
 
 function fmtBytes(n: number): string {
