@@ -132,6 +132,9 @@ async function main(): Promise<void> {
     log(`new.txt: ${sh('debugfs', ['-R', 'cat new.txt', image]).trim()}`);
     log(`notes.txt: ${sh('debugfs', ['-R', 'cat notes.txt', image]).trim()}`);
     log(`\nimages in ${backupsDir}: ${sh('ls', ['-ls', backupsDir]).trim()}`);
+
+    log('\n== dosvob images --verify: every image read in full against its block hashes');
+    await dosvob(['images', '--verify']);
     if (server && process.stdout.isTTY) {
       log(`\nThe Temporal UI is at http://${ip}:${uiPort} — press Ctrl-C to stop.`);
       await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
