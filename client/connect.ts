@@ -50,7 +50,7 @@ export async function connectTemporal(
     namespace = 'default';
     uiUrl = `http://${ip}:${uiPort}`;
     if (!(await isListening(ip, port))) {
-      const dir = dataDir();
+      const dir = dataDir(env);
       options.log?.(`starting the local Temporal server (data in ${dir})...`);
       server = await startDevServer({
         ip,
