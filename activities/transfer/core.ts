@@ -94,6 +94,11 @@ export interface SyncVolumeOptions {
   /** Stripes interleave in segments of this many bytes. */
   segmentBytes?: number;
   remoteThreads?: number;
+  /**
+   * 'auto' compresses a block when a 16 KiB sample of it does (zlib level 1); 'never', 'always'. Default: 'never' on a
+   * LAN (round trip under 8 ms, as for stripes), where compressing costs more time than it saves (bench: 1.35x slower
+   * on loopback for 5:1 text), else 'auto' (bench: 3.6x faster on 100 Mbit/s for the same text).
+   */
   compression?: Compression;
   allowFormatUpgrade?: boolean;
   /** Fresh SSH connections allowed after a drop, per call. */
@@ -285,6 +290,9 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
     const first = await startAgent(firstConn);
     const connectedAt = Date.now();
     const hello: AgentHello = first.hello;
+    // A round trip this short means a LAN: one SSH window suffices and the link is faster than compression.
+    const onLan = Math.max(firstConn.rttMs, first.rttMs) < 8;
+    const compression = opts.compression ?? (onLan ? 'never' : 'auto');
     const sizeBytes = hello.size;
     if (opts.sizeBytes !== undefined && opts.sizeBytes !== sizeBytes) {
       log(
@@ -390,10 +398,7 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
         log(`resume hint ${opts.resumeHint.stagingId} has no matching staging on disk: starting over`);
       await store.discardStaging();
       await mkdir(store.paths.staging, { recursive: true });
-      const nStripes = Math.max(
-        1,
-        Math.min(opts.stripes ?? (Math.max(firstConn.rttMs, first.rttMs) < 8 ? 1 : DEFAULT_STRIPES), 64),
-      );
+      const nStripes = Math.max(1, Math.min(opts.stripes ?? (onLan ? 1 : DEFAULT_STRIPES), 64));
       const segmentBlocks = Math.max(1, Math.floor((opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES) / blockSize));
       plan = {
         formatVersion: STORE_FORMAT_VERSION,
@@ -539,7 +544,7 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
           ranges: rem,
           hashes: base !== undefined,
           threads: opts.remoteThreads ?? Math.max(2, Math.min(4, hello.cpus)),
-          compress: opts.compression ?? 'auto',
+          compress: compression,
           runCap: Math.max(1, Math.floor((256 << 20) / blockSize)),
         },
         hashChunks(),

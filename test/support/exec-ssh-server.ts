@@ -1,9 +1,10 @@
 // A small real SSH server (ssh2's server) that runs exec requests as local processes.
 // Test infrastructure: the DigitalOcean simulator's droplets and the transfer tests/bench stand on it.
 import { spawn } from 'node:child_process';
-import { timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Server, utils, type Connection, type ParsedKey } from 'ssh2';
+import { ed25519FromSeed } from '../../activities/run-keys';
 
 export interface SpawnSpec {
   file: string;
@@ -148,8 +149,11 @@ export class ExecSshServer {
   }
 }
 
-/** A fresh ed25519 key pair in OpenSSH format. */
+/**
+ * A fresh ed25519 key pair in OpenSSH format. Not ssh2's utils.generateKeyPairSync: about 1 key in 300 it makes cannot
+ * be parsed back ("Malformed OpenSSH private key"), which made tests fail at random.
+ */
 export function generateEd25519(): { privateKey: string; publicKey: string } {
-  const pair = utils.generateKeyPairSync('ed25519');
-  return { privateKey: pair.private, publicKey: pair.public };
+  const { privateKey, publicKey } = ed25519FromSeed(randomBytes(32), 'dosvob-test');
+  return { privateKey, publicKey };
 }

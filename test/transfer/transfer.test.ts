@@ -50,7 +50,7 @@ after(async () => {
 /** A fresh device + backups dir per test. */
 async function fixture(
   sizeBytes = 24 * MiB,
-  fill: (i: number) => 'zero' | 'random' = (i) => (i % 4 === 1 ? 'random' : 'zero'),
+  fill: (i: number) => 'zero' | 'random' | Buffer = (i) => (i % 4 === 1 ? 'random' : 'zero'),
 ) {
   const dir = join(tmp.dir, `t${++n}`);
   await mkdir(dir, { recursive: true });
@@ -177,6 +177,31 @@ void describe('transfer', { concurrency: false }, () => {
     assert.ok(await filesEqual(f.device, r.imagePath));
     const resent = r.wireBytesReceived;
     assert.ok(resent <= 24 * MiB - 10 * MiB, `second attempt received ${resent}`);
+    assert.equal((await verifyImage(f.backups, 'vol1')).ok, true);
+  });
+
+  void test('compressible blocks travel zlib-compressed with compression auto, and arrive identical', async () => {
+    const text = (seed: number) =>
+      Buffer.from(
+        Array.from({ length: 40_000 }, (_, k) => `${seed}:${k} GET /api/items/${(k * 7919) % 10_007} 200\n`).join(''),
+      ).subarray(0, MiB);
+    const f = await fixture(8 * MiB, (i) => (i % 2 === 0 ? text(i) : 'random')); // 4 MiB text, 4 MiB random
+    const auto = await sync(d, f.backups, f.device, { stripes: 1, blockSize: MiB, compression: 'auto' });
+    assert.ok(await filesEqual(f.device, auto.imagePath), 'first sync identical');
+    assert.ok(auto.wireBytesReceived < 5 * MiB, `auto: ${auto.wireBytesReceived} bytes received for 8 MiB`);
+    const raw = await sync(d, join(f.dir, 'backups-never'), f.device, {
+      stripes: 1,
+      blockSize: MiB,
+      compression: 'never',
+    });
+    assert.ok(raw.wireBytesReceived > 8 * MiB, `never: ${raw.wireBytesReceived} bytes received for 8 MiB`);
+    const fh = await open(f.device, 'r+');
+    await fh.write(text(99), 0, MiB, 2 * MiB);
+    await fh.close();
+    const inc = await sync(d, f.backups, f.device, { snapshotId: 'snap-2', blockSize: MiB, compression: 'auto' });
+    assert.equal(inc.blocksChanged, 1);
+    assert.ok(inc.wireBytesReceived < MiB / 2, `incremental: ${inc.wireBytesReceived} bytes for one text block`);
+    assert.ok(await filesEqual(f.device, inc.imagePath), 'incremental identical');
     assert.equal((await verifyImage(f.backups, 'vol1')).ok, true);
   });
 
