@@ -44,6 +44,9 @@ export async function images(session: Session, out: Output, options: { verify: b
     taskQueue: session.ids.taskQueue,
     workflowId: `${session.ids.workflowId}-images-${randomUUID().slice(0, 8)}`,
     args: [{ verify: options.verify }],
+    staticSummary: options.verify
+      ? 'dosvob images --verify: every local image read in full against its block hashes'
+      : 'dosvob images: the local backups and their state',
   });
   const outcome: ImagesOutcome = { images: reports, exitCode: reports.every((r) => r.state === 'ok') ? 0 : 1 };
   out.json(outcome);
