@@ -6,8 +6,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { StoreFormatError, VolumeBusyError, isErrno } from './errors.js';
 import { exists } from './fsutil.js';
 import { storePaths } from './layout.js';
-import { digestOf, hashAt } from './manifest.js';
-import { VolumeStore, hashImage, listStores } from './store.js';
+import { VolumeStore, listStores, verifyImage } from './store.js';
 
 export type ImageState =
   /** Image and manifest agree (as far as was checked). */
@@ -75,6 +74,8 @@ async function volumeNames(backupsDir: string): Promise<string[]> {
   return [...names].sort();
 }
 
+const NO_MANIFEST = 'not written by this dosvob (no manifest): the next sync hashes it once to adopt it';
+
 export async function inspectImages(backupsDir: string, options: InspectOptions = {}): Promise<ImageReport[]> {
   const reports: ImageReport[] = [];
   for (const volumeName of await volumeNames(backupsDir)) {
@@ -97,7 +98,7 @@ async function inspectOne(backupsDir: string, volumeName: string, options: Inspe
     // A bare image: report it without creating dosvob data beside it.
     await describeImageFile(report);
     report.state = 'no-manifest';
-    report.detail = 'not written by this dosvob (no manifest): the next sync hashes it once to adopt it';
+    report.detail = NO_MANIFEST;
     return report;
   }
   let store: VolumeStore;
@@ -119,9 +120,7 @@ async function inspectOne(backupsDir: string, volumeName: string, options: Inspe
     const manifest = store.manifest;
     if (!manifest) {
       report.state = imageFound ? 'no-manifest' : 'missing-image';
-      report.detail = imageFound
-        ? 'not written by this dosvob (no manifest): the next sync hashes it once to adopt it'
-        : 'no image and no manifest yet';
+      report.detail = imageFound ? NO_MANIFEST : 'no image and no manifest yet';
       return report;
     }
     const h = manifest.header;
@@ -142,25 +141,24 @@ async function inspectOne(backupsDir: string, volumeName: string, options: Inspe
       report.detail = 'the image changed since its last sync (size or time): the next sync re-hashes it';
     }
     if (options.verify) {
-      const hashes = await hashImage(paths.image, h.sizeBytes, h.blockSize, {
+      // Under the store's lock: no transfer can change the image while it is read.
+      const v = await verifyImage(backupsDir, volumeName, manifest, {
         signal: options.signal,
         onBlock: (blocksDone) => options.onProgress?.({ volumeName, blocksDone, blockCount: h.blockCount }),
       });
-      const bad: number[] = [];
-      for (let i = 0; i < h.blockCount; i++) if (!hashAt(hashes, i).equals(hashAt(manifest.hashes, i))) bad.push(i);
       report.verify = {
         blocksChecked: h.blockCount,
-        badBlocks: bad.length,
-        firstBadBlocks: bad.slice(0, 10),
-        manifestIntact: digestOf(manifest.hashes) === h.digest,
+        badBlocks: v.badBlocks.length,
+        firstBadBlocks: v.badBlocks.slice(0, 10),
+        manifestIntact: v.manifestIntact,
       };
-      if (bad.length > 0 || !report.verify.manifestIntact || report.sizeBytes !== h.sizeBytes) {
+      if (!v.ok) {
         report.state = 'corrupt';
-        report.detail = !report.verify.manifestIntact
+        report.detail = !v.manifestIntact
           ? 'the manifest does not match its own digest'
-          : report.sizeBytes !== h.sizeBytes
+          : !v.sizeMatches
             ? `the image has ${report.sizeBytes} bytes, its manifest ${h.sizeBytes}`
-            : `${bad.length} of ${h.blockCount} blocks differ from the manifest (first: ${bad.slice(0, 10).join(', ')})`;
+            : `${v.badBlocks.length} of ${h.blockCount} blocks differ from the manifest (first: ${v.badBlocks.slice(0, 10).join(', ')})`;
       }
     }
     return report;

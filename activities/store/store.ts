@@ -401,18 +401,38 @@ export interface VerifyResult {
   manifest: Manifest;
   badBlocks: number[];
   sizeMatches: boolean;
+  /** The manifest's digest matches its own block hashes (the manifest itself is intact). */
+  manifestIntact: boolean;
+}
+
+export interface VerifyOptions {
+  onBlock?: (blocksDone: number) => void;
+  signal?: AbortSignal;
 }
 
 /** Check an image against its manifest (reads the whole image). */
-export async function verifyImage(backupsDir: string, volumeName: string): Promise<VerifyResult> {
+export async function verifyImage(
+  backupsDir: string,
+  volumeName: string,
+  manifest?: Manifest,
+  options: VerifyOptions = {},
+): Promise<VerifyResult> {
   const paths = storePaths(backupsDir, volumeName);
-  const manifest = await readManifest(paths.manifest);
-  const { sizeBytes, blockSize, blockCount } = manifest.header;
+  const m = manifest ?? (await readManifest(paths.manifest));
+  const { sizeBytes, blockSize, blockCount } = m.header;
   const size = (await stat(paths.image)).size;
-  const hashes = await hashImage(paths.image, sizeBytes, blockSize);
+  const hashes = await hashImage(paths.image, sizeBytes, blockSize, options);
   const badBlocks: number[] = [];
-  for (let i = 0; i < blockCount; i++) if (!hashAt(hashes, i).equals(hashAt(manifest.hashes, i))) badBlocks.push(i);
-  return { ok: badBlocks.length === 0 && size === sizeBytes, manifest, badBlocks, sizeMatches: size === sizeBytes };
+  for (let i = 0; i < blockCount; i++) if (!hashAt(hashes, i).equals(hashAt(m.hashes, i))) badBlocks.push(i);
+  const manifestIntact = digestOf(m.hashes) === m.header.digest;
+  const sizeMatches = size === sizeBytes;
+  return {
+    ok: badBlocks.length === 0 && sizeMatches && manifestIntact,
+    manifest: m,
+    badBlocks,
+    sizeMatches,
+    manifestIntact,
+  };
 }
 
 /** Names of volumes with a store under backupsDir. */

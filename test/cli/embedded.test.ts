@@ -2,7 +2,7 @@
 // dev server itself, runs its workers in the same process, backs up for real (simulator droplets, real SSH, real
 // transfer), and stops the server again. Everything else in the suite uses the suite's own server.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -37,19 +37,6 @@ describe('the embedded default', () => {
     await h.sim.writeVolume(volume.id, 300 * MiB, randomData(3 * MiB));
 
     const env = cliEnv(h, { TEMPORAL_ADDRESS: '', DOSVOB_DATA_DIR: dataDir });
-    // This run's workers are dosvob's own: they need the simulator droplets' SSH port.
-    writeFileSync(
-      env.DOSVOB_CONFIG!,
-      JSON.stringify({
-        do_token: h.config.doToken,
-        api_url: h.config.apiUrl,
-        region: 'nyc3',
-        backups_dir: h.backupsDir,
-        ssh_port: h.config.sshPort,
-        // Else the key secret would be generated in the data directory of the user running the tests.
-        key_secret: h.config.keySecret,
-      }),
-    );
     const r = await cli(['sync'], env);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     if (!serverBefore) {

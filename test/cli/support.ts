@@ -32,6 +32,10 @@ export function cliEnv(h: Harness, overrides: Record<string, string> = {}): Reco
       regions: h.config.regions,
       backups_dir: h.backupsDir,
       schedule: '4h',
+      // For workers the CLI runs itself (the embedded mode): the simulator droplets' SSH port, and the harness's key
+      // secret rather than one generated in the data directory of whoever runs the tests.
+      ssh_port: h.config.sshPort,
+      key_secret: h.config.keySecret,
     }),
   );
   return {

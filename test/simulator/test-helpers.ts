@@ -126,42 +126,4 @@ export function sshExec(
   });
 }
 
-/**
- * python3 program printing a digest of a file's CONTENT that reads only its data extents (SEEK_DATA/
- * SEEK_HOLE): sha256 over the size and every non-zero 4 KiB block with its offset. Equal bytes give equal
- * digests however the zeros are stored, and a mostly empty GiB costs milliseconds. Usage: python3 -c P FILE
- */
-export const CONTENT_DIGEST_PY = `
-import os, sys, hashlib
-fd = os.open(sys.argv[1], os.O_RDONLY)
-size = os.lseek(fd, 0, os.SEEK_END)
-h = hashlib.sha256(str(size).encode())
-zero = bytes(4096)
-off = 0
-while off < size:
-    try:
-        d = os.lseek(fd, off, os.SEEK_DATA)
-    except OSError:
-        break
-    e = os.lseek(fd, d, os.SEEK_HOLE)
-    pos = d - d % 4096
-    while pos < e:
-        blk = os.pread(fd, min(1 << 20, e - pos), pos)
-        if not blk:
-            break
-        for i in range(0, len(blk), 4096):
-            b = blk[i:i + 4096]
-            if b != zero[:len(b)]:
-                h.update((pos + i).to_bytes(8, 'big'))
-                h.update(b)
-        pos += len(blk)
-    off = max(e, pos)
-print(h.hexdigest())
-`;
-
-export async function contentDigest(file: string): Promise<string> {
-  const { execFile } = await import('node:child_process');
-  return new Promise((resolve, reject) => {
-    execFile('python3', ['-c', CONTENT_DIGEST_PY, file], (err, stdout) => (err ? reject(err) : resolve(stdout.trim())));
-  });
-}
+export { CONTENT_DIGEST_PY, contentDigest } from '../support/sparse';
