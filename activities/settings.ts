@@ -14,6 +14,8 @@ export interface RunSettings {
   storeTaskQueue: string;
   blockSize: number | undefined;
   prices: Prices;
+  /** This installation's id, in the names and tags of what a run creates (common/installation.ts). */
+  installationId: string;
 }
 
 export interface SettingsOverrides {
@@ -22,7 +24,7 @@ export interface SettingsOverrides {
   exclude?: string[];
 }
 
-export function createSettingsActivities(config: Config) {
+export function createSettingsActivities(config: Config, installation: { installationId: string }) {
   return {
     async resolveRunSettings(overrides: SettingsOverrides): Promise<RunSettings> {
       return {
@@ -35,6 +37,7 @@ export function createSettingsActivities(config: Config) {
         storeTaskQueue: config.storeTaskQueue,
         blockSize: config.blockSize,
         prices: config.prices,
+        installationId: installation.installationId,
       };
     },
   };

@@ -28,7 +28,12 @@ export function usesExternalCluster(env: NodeJS.ProcessEnv = process.env): boole
 }
 
 export async function connectTemporal(
-  options: { log?: (line: string) => void; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    log?: (line: string) => void;
+    env?: NodeJS.ProcessEnv;
+    /** How long the SDK keeps trying to reach the server (Connection.connect's `connectTimeout`); default 10 s. */
+    connectTimeoutMs?: number;
+  } = {},
 ): Promise<TemporalTarget> {
   const env = options.env ?? process.env;
   let server: DevServer | undefined;
@@ -61,7 +66,7 @@ export async function connectTemporal(
       });
     }
   }
-  const connection = await connectOrExplain({ ...connectionOptions, address });
+  const connection = await connectOrExplain({ ...connectionOptions, address }, options.connectTimeoutMs ?? 10_000);
   const client = new Client({ connection, namespace });
   let native: NativeConnection | undefined;
   return {
@@ -95,10 +100,15 @@ export function workflowUiLink(uiUrl: string | undefined, namespace: string, wor
  * Connect and make one call, so a wrong or unreachable TEMPORAL_ADDRESS is one clear line now rather than a gRPC
  * "14 UNAVAILABLE" from whichever call happens to come first.
  */
-async function connectOrExplain(options: Parameters<typeof Connection.connect>[0] & { address: string }) {
+async function connectOrExplain(
+  options: Parameters<typeof Connection.connect>[0] & { address: string },
+  connectTimeoutMs: number,
+) {
   let connection: Connection | undefined;
   try {
-    const c = await Connection.connect({ connectTimeout: 10_000, ...options });
+    // The SDK retries the connection itself (gRPC's wait-for-ready) until `connectTimeout`: a server that is still
+    // starting is waited for without a loop of our own.
+    const c = await Connection.connect({ connectTimeout: connectTimeoutMs, ...options });
     connection = c;
     await c.withDeadline(Date.now() + 10_000, () => c.workflowService.getSystemInfo({}));
     return c;

@@ -6,6 +6,8 @@ import type { BackupInput } from '../workflows/types';
 import { UserError } from './errors';
 
 export const WORKFLOW_TYPE = 'backupWorkflow';
+/** `dosvob cleanup`'s workflow: it runs under the installation's run workflow id too, so never beside a backup. */
+export const CLEANUP_WORKFLOW_TYPE = 'cleanupWorkflow';
 export const SCHEDULE_ID = 'dosvob-schedule';
 /** Schedules append the scheduled time to this id; the run itself then gets `workflowId` (see backupWorkflow). */
 export const SCHEDULED_WORKFLOW_ID = 'dosvob-scheduled';

@@ -9,11 +9,14 @@ import { createWorkers, installLogger, runWorkers, type WorkerRole } from '../wo
 import { cancel } from './commands/cancel';
 import { cleanup } from './commands/cleanup';
 import { images } from './commands/images';
+import { prune, versionsProtect } from './commands/prune';
+import { restore } from './commands/restore';
 import { runs } from './commands/runs';
 import { scheduleAct, scheduleCreate, scheduleShow, type ScheduleAction } from './commands/schedule';
 import { setup } from './commands/setup';
 import { status } from './commands/status';
 import { sync } from './commands/sync';
+import { versions } from './commands/versions';
 import { connectTemporal } from './connect';
 import { describeError, exitCodeFor } from './errors';
 import { runIdsFromEnv } from './ids';
@@ -32,6 +35,15 @@ export interface CliIo {
   refreshMs?: number;
   /** Without a terminal, how often `sync` prints a moving transfer's progress. */
   plainEveryMs?: number;
+}
+
+/** `N/T`: the N-th of T slices. */
+function subsetArg(value: string): { n: number; of: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(value.trim());
+  const n = Number(m?.[1]);
+  const of = Number(m?.[2]);
+  if (!m || n < 1 || of < 1 || n > of) throw new InvalidArgumentError('must be N/T with 1 <= N <= T, e.g. 3/7');
+  return { n, of };
 }
 
 function positiveInt(value: string): number {
@@ -128,7 +140,10 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     .action(async (opts: { dryRun?: boolean; json?: boolean }) => {
       const conf = config();
       const out = output(opts.json);
-      await withSession({ log: (l) => out.note(l) }, (s) => cleanup(s, conf, out, { dryRun: opts.dryRun }));
+      // A dry run only lists, from here; the cleanup itself is a workflow, which in the embedded mode needs workers here.
+      await withSession({ workersFor: opts.dryRun ? undefined : conf, log: (l) => out.note(l) }, (s) =>
+        cleanup(s, conf, out, { dryRun: opts.dryRun, env }),
+      );
     });
 
   program
@@ -136,17 +151,61 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     .description(
       'The local backups: size, last sync, state. Finishes an update a crash interrupted while it was being written.',
     )
-    .option('--verify', 'read every image in full and check each block against its manifest')
+    .option(
+      '--verify',
+      'read every image in full and check each block against its manifest; check every saved chunk against its ' +
+        'name (a bad one is moved aside as .bad) and every kept version for the chunks it needs',
+    )
+    .option(
+      '--subset <N/T>',
+      'with --verify, check only the N-th of T slices of the chunks and of each image (one slice a night)',
+      subsetArg,
+    )
     .option('--json', 'print as JSON')
-    .action(async (opts: { verify?: boolean; json?: boolean }) => {
+    .action(async (opts: { verify?: boolean; subset?: { n: number; of: number }; json?: boolean }) => {
       // No DigitalOcean call: works without a token (e.g. restoring after the account is gone).
       const conf = config(false);
       const out = output(opts.json);
       const outcome = await withSession({ workersFor: conf, log: (l) => out.note(l) }, (s) =>
-        images(s, out, { verify: opts.verify === true }),
+        images(s, out, { verify: opts.verify === true || opts.subset !== undefined, subset: opts.subset }),
       );
       setExitCode(outcome.exitCode);
     });
+
+  // Subcommands (protect, unprotect) join this command below; without one it lists.
+  program
+    .command('versions')
+    .description(
+      'The kept versions of VOLUME (a name, or name@region), or of every volume: time, snapshot, run, blocks ' +
+        'changed, bytes each one alone holds, and what the store costs against its images.',
+    )
+    .argument('[volume]', 'a volume name, or name@region')
+    .option('--json', 'print as JSON')
+    .action(async (volume: string | undefined, opts: { json?: boolean }) => {
+      const conf = config(false);
+      const out = output(opts.json);
+      await withSession({ workersFor: conf, log: (l) => out.note(l) }, (s) => versions(s, out, { volume }));
+    });
+
+  program
+    .command('restore')
+    .description(
+      'Write a kept version of VOLUME as a sparse raw image FILE, every block checked against the version. FILE is ' +
+        "a path on the store worker's machine (the one with the backups directory).",
+    )
+    .argument('<volume>', 'a volume name, or name@region')
+    .option('--at <time>', 'the newest version at or before TIME (ISO time, local unless it says; or a date)')
+    .option('--version <id>', 'this version (see dosvob versions)')
+    .requiredOption('--to <file>', "the raw image to write, on the store worker's machine")
+    .option('--force', 'replace FILE if it exists')
+    .option('--json', 'print as JSON')
+    .action(
+      async (volume: string, opts: { at?: string; version?: string; to: string; force?: boolean; json?: boolean }) => {
+        const conf = config(false);
+        const out = output(opts.json);
+        await withSession({ workersFor: conf, log: (l) => out.note(l) }, (s) => restore(s, out, { volume, ...opts }));
+      },
+    );
 
   const schedule = program
     .command('schedule')
@@ -191,7 +250,7 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     .option('--json', 'print as JSON')
     .action(async (opts: { wait?: number; json?: boolean }) => {
       const out = output(opts.json);
-      await setup(() => session(), out, { waitMs: (opts.wait ?? 0) * 1000 });
+      await setup((connectTimeoutMs) => session({ connectTimeoutMs }), out, { waitMs: (opts.wait ?? 0) * 1000 });
     });
 
   program
@@ -222,6 +281,46 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
       await runWorkers(workers, abort.signal);
       await temporal.close();
     });
+
+  program
+    .command('prune')
+    .description(
+      'Remove the versions the retention policy (conf.json "keep") does not keep, then unneeded chunks; lists why each kept version stays.',
+    )
+    .option('--dry-run', 'list what would be kept and removed; change nothing')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { dryRun?: boolean; json?: boolean }) => {
+      const conf = config(false);
+      const out = output(opts.json);
+      const outcome = await withSession({ workersFor: conf, log: (l) => out.note(l) }, (s) =>
+        prune(s, out, { dryRun: opts.dryRun === true }),
+      );
+      setExitCode(outcome.exitCode);
+    });
+
+  // `versions` itself (the listing) may be registered above by its own code: protect/unprotect join it.
+  const versionsCmd = program.commands.find((c) => c.name() === 'versions') ?? program.command('versions');
+  for (const [name, protect] of [
+    ['protect', true],
+    ['unprotect', false],
+  ] as const) {
+    versionsCmd
+      .command(name)
+      .description(
+        protect ? 'Keep VERSION of VOLUME whatever the retention policy says.' : 'Let retention prune VERSION again.',
+      )
+      .argument('<volume>', 'volume name (or store key such as data@fra1)')
+      .argument('<version>', 'version id (or a prefix naming exactly one)')
+      .option('--json', 'print as JSON')
+      .action(async (volume: string, version: string, _opts: unknown, cmd: Command) => {
+        const conf = config(false);
+        // `versions --json` is the listing's option too: commander gives it to whichever command it reaches first.
+        const out = output(cmd.optsWithGlobals<{ json?: boolean }>().json);
+        await withSession({ workersFor: conf, log: (l) => out.note(l) }, (s) =>
+          versionsProtect(s, out, { volume, version, protect }),
+        );
+      });
+  }
 
   return program;
 }

@@ -9,10 +9,10 @@ import { formatBytes } from '../workflows/util';
 import { UserError } from './errors';
 
 /** The DigitalOcean activities that need no Temporal context (no waits), for use right here in the CLI. */
-export function directDigitalOcean(config: Config) {
+export function directDigitalOcean(config: Config, installationId = '') {
   const api = createDoApi({ token: config.doToken, apiUrl: config.apiUrl });
-  // No key secret: nothing called from the CLI derives a run key.
-  return createDigitalOceanActivities({ api, keySecret: '', sshPort: config.sshPort });
+  // No key secret: nothing called from the CLI derives a run key. The installation id matters to findLeftovers only.
+  return createDigitalOceanActivities({ api, keySecret: '', sshPort: config.sshPort, installationId });
 }
 
 /** A DigitalOcean failure as the CLI reports it: bad input (2) for a rejected token or bad configuration, else 1. */

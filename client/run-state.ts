@@ -28,6 +28,8 @@ export interface TransferState {
 export interface RunState {
   workflowId: string;
   runId: string;
+  /** The workflow type: a backup run, or a cleanup run (`dosvob cleanup`) under the same workflow id. */
+  type: string;
   status: WorkflowExecutionDescription['status']['name'];
   startTime: Date;
   closeTime: Date | undefined;
@@ -84,6 +86,7 @@ export class RunReader {
     return {
       workflowId: description.workflowId,
       runId: description.runId,
+      type: description.type,
       status: description.status.name,
       startTime: description.startTime,
       closeTime: description.closeTime,

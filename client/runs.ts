@@ -4,13 +4,16 @@
 import { WorkflowFailedError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
 import { DOSVOB_OUTCOME } from '../common/search-attributes';
 import type { BackupResult } from '../workflows/types';
+import type { CleanupResult } from '../workflows/cleanup';
 import { describeError } from './errors';
-import { WORKFLOW_TYPE, quoteQuery, type RunIds } from './ids';
+import { CLEANUP_WORKFLOW_TYPE, WORKFLOW_TYPE, quoteQuery, type RunIds } from './ids';
 import { resultOfFailure } from './commands/sync';
 
 export type RunOutcome = 'running' | 'ok' | 'failed' | 'cancelled' | 'skipped' | 'terminated' | 'timed out';
 
 export interface RunSummary {
+  /** A backup run, or `dosvob cleanup`'s run. */
+  kind: 'backup' | 'cleanup';
   workflowId: string;
   runId: string;
   /** The schedule launcher that started the run, if any. */
@@ -24,6 +27,8 @@ export interface RunSummary {
   bytesTransferred: number | undefined;
   estimatedCostUsd: number | undefined;
   message: string | undefined;
+  /** The version each backed-up volume got (`dosvob versions`, `dosvob restore --version`). */
+  versions?: { volume: string; region: string; storeKey?: string; version: string }[];
 }
 
 function outcomeOfStatus(status: WorkflowExecutionInfo['status']['name']): RunOutcome {
@@ -45,11 +50,13 @@ function outcomeOfStatus(status: WorkflowExecutionInfo['status']['name']): RunOu
 
 /** The visibility query for this installation's workflows. */
 export function runsQuery(ids: RunIds): string {
-  return `WorkflowType = ${quoteQuery(WORKFLOW_TYPE)} AND TaskQueue = ${quoteQuery(ids.taskQueue)}`;
+  const types = [WORKFLOW_TYPE, CLEANUP_WORKFLOW_TYPE].map((t) => `WorkflowType = ${quoteQuery(t)}`).join(' OR ');
+  return `(${types}) AND TaskQueue = ${quoteQuery(ids.taskQueue)}`;
 }
 
 async function summarize(client: Client, info: WorkflowExecutionInfo): Promise<RunSummary> {
   const summary: RunSummary = {
+    kind: info.type === CLEANUP_WORKFLOW_TYPE ? 'cleanup' : 'backup',
     workflowId: info.workflowId,
     runId: info.runId,
     launchedBy: info.parentExecution?.workflowId ?? undefined,
@@ -64,6 +71,7 @@ async function summarize(client: Client, info: WorkflowExecutionInfo): Promise<R
     message: undefined,
   };
   if (info.status.name === 'RUNNING') return summary;
+  if (summary.kind === 'cleanup') return summarizeCleanup(client, info, summary);
   let result: BackupResult | undefined;
   try {
     result = (await client.workflow.getHandle(info.workflowId, info.runId).result()) as BackupResult;
@@ -78,6 +86,20 @@ async function summarize(client: Client, info: WorkflowExecutionInfo): Promise<R
     summary.bytesTransferred = result.volumes.reduce((sum, v) => sum + v.bytesTransferred, 0);
     summary.estimatedCostUsd = result.estimatedCostUsd;
     summary.message = result.message;
+    summary.versions = result.volumes.flatMap((v) =>
+      v.version ? [{ volume: v.name, region: v.region, storeKey: v.storeKey, version: v.version }] : [],
+    );
+  }
+  return summary;
+}
+
+async function summarizeCleanup(client: Client, info: WorkflowExecutionInfo, summary: RunSummary): Promise<RunSummary> {
+  try {
+    summary.message = (
+      (await client.workflow.getHandle(info.workflowId, info.runId).result()) as CleanupResult
+    ).message;
+  } catch (err) {
+    summary.message = describeError(err);
   }
   return summary;
 }

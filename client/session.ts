@@ -42,11 +42,17 @@ export interface OpenSessionOptions {
   workersFor?: Config;
   log?: (line: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** How long to keep trying to reach Temporal (the SDK's connection retry); default 10 s. */
+  connectTimeoutMs?: number;
 }
 
 export async function openSession(options: OpenSessionOptions = {}): Promise<OpenSession> {
   const ids = runIdsFromEnv(options.env);
-  const temporal = await connectTemporal({ log: options.log, env: options.env });
+  const temporal = await connectTemporal({
+    log: options.log,
+    env: options.env,
+    connectTimeoutMs: options.connectTimeoutMs,
+  });
   const abort = new AbortController();
   let workers: Promise<void> | undefined;
   try {

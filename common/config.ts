@@ -4,7 +4,10 @@ import { readFileSync } from 'node:fs';
 
 import path from 'node:path';
 import { z } from 'zod';
+import { isValidInstallationId } from './names';
 import { DEFAULT_PRICES, type Prices } from './pricing';
+import type { RetentionPolicy } from './retention';
+import { resolveRetentionPolicy, retentionConfigShape } from './retention-config';
 import { DEFAULT_STORE_TASK_QUEUE } from './task-queues';
 
 export const DEFAULT_API_URL = 'https://api.digitalocean.com';
@@ -12,6 +15,14 @@ export const TOKEN_HELP = 'create a token at https://cloud.digitalocean.com/acco
 
 const regionSlug = z.string().regex(/^[a-z]{3}[0-9]$/, 'must be a region slug such as "nyc3" or "fra1"');
 const glob = z.string().min(1, 'must not be empty');
+const installationIdField = z
+  .string()
+  .refine(isValidInstallationId, 'must be 1 to 12 lowercase letters and digits (and not 10 hex digits)');
+
+/** conf.json.example's token: a copy of the example that was never edited says so, rather than "401 Unauthorized". */
+export function isPlaceholderToken(token: string): boolean {
+  return token.includes('...') || /\s/.test(token);
+}
 
 export const configSchema = z
   .object({
@@ -33,6 +44,7 @@ export const configSchema = z
       .refine((n) => (n & (n - 1)) === 0, 'must be a power of two')
       .optional(),
     key_secret: z.string().min(32, 'must be at least 32 characters').optional(),
+    installation_id: installationIdField.optional(),
     store_task_queue: z
       .string()
       .regex(/^[A-Za-z0-9._@:-]+$/)
@@ -48,6 +60,7 @@ export const configSchema = z
       })
       .partial()
       .optional(),
+    ...retentionConfigShape,
   })
   .strict();
 
@@ -67,12 +80,16 @@ export interface Config {
   readonly concurrency: number;
   readonly blockSize: number | undefined;
   readonly keySecret: string | undefined;
+  /** Set in conf.json or DOSVOB_INSTALLATION_ID; otherwise workers derive it (common/installation.ts). */
+  readonly installationId?: string;
   readonly storeTaskQueue: string;
   readonly sshPort: number;
   /** Timeout of one DigitalOcean API request; default 15 s (dots-wrapper's). */
   readonly apiTimeoutMs?: number;
   readonly schedule: string;
   readonly prices: Prices;
+  /** Which versions pruning keeps: `keep` or `snapshot_retention` of conf.json, else the default. */
+  readonly retention: RetentionPolicy;
   readonly sourcePath: string | undefined;
 }
 
@@ -122,7 +139,15 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (!parsed.success) throw new ConfigError(formatIssues(file, parsed.error));
   const c = parsed.data;
 
-  const doToken = c.do_token ?? env.DIGITALOCEAN_TOKEN ?? env.DIGITALOCEAN_ACCESS_TOKEN ?? '';
+  const envToken = env.DIGITALOCEAN_TOKEN ?? env.DIGITALOCEAN_ACCESS_TOKEN;
+  // The example's placeholder counts as "left out" (as the example itself says), so the environment's token applies.
+  const placeholder = c.do_token !== undefined && isPlaceholderToken(c.do_token);
+  const doToken = (placeholder ? undefined : c.do_token) ?? envToken ?? '';
+  if (placeholder && !doToken && options.requireToken !== false) {
+    throw new ConfigError(
+      `do_token in ${file} is still the example's placeholder: put your DigitalOcean token there, or remove it and set DIGITALOCEAN_TOKEN (${TOKEN_HELP})`,
+    );
+  }
   if (!doToken && options.requireToken !== false) {
     throw new ConfigError(
       `no DigitalOcean token: set "do_token" in ${file} or the DIGITALOCEAN_TOKEN environment variable (${TOKEN_HELP})`,
@@ -136,6 +161,18 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     throw new ConfigError(
       `${file} is invalid:\n  - region: missing (e.g. "region": "nyc3", or "regions": ["nyc3", "fra1"])`,
     );
+  }
+  const installationId = c.installation_id ?? (env.DOSVOB_INSTALLATION_ID || undefined);
+  if (installationId !== undefined && !isValidInstallationId(installationId)) {
+    throw new ConfigError(
+      `DOSVOB_INSTALLATION_ID="${installationId}" must be 1 to 12 lowercase letters and digits (and not 10 hex digits)`,
+    );
+  }
+  let retention: RetentionPolicy;
+  try {
+    retention = resolveRetentionPolicy(c);
+  } catch (err) {
+    throw new ConfigError(`${file} is invalid:\n  - ${(err as Error).message}`);
   }
   const apiUrl = (env.DIGITALOCEAN_API_URL ?? c.api_url ?? DEFAULT_API_URL).replace(/\/+$/, '').replace(/\/v2$/, '');
   return {
@@ -151,11 +188,13 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     concurrency: c.concurrency,
     blockSize: c.block_size,
     keySecret: c.key_secret ?? env.DOSVOB_KEY_SECRET,
+    installationId,
     storeTaskQueue: c.store_task_queue ?? env.DOSVOB_STORE_TASK_QUEUE ?? DEFAULT_STORE_TASK_QUEUE,
     sshPort: c.ssh_port,
     apiTimeoutMs: c.api_timeout_ms,
     schedule: c.schedule,
     prices: { ...DEFAULT_PRICES, ...c.prices },
+    retention,
     sourcePath: file,
   };
 }

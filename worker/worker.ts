@@ -14,10 +14,13 @@ import { dataDir } from '../common/paths';
 import { MAIN_TASK_QUEUE } from '../common/task-queues';
 import { createDoApi } from '../activities/digitalocean/api';
 import { createDigitalOceanActivities } from '../activities/digitalocean/activities';
-import { loadOrCreateKeySecret, deriveRunKey } from '../activities/run-keys';
+import { loadOrCreateKeySecret } from '../activities/run-keys';
+import { installationId } from '../common/installation';
 import { createSettingsActivities } from '../activities/settings';
 import { createHealthcheckActivities } from '../activities/healthchecks';
 import { createStoreActivities } from '../activities/store/activities';
+import { createRetentionActivities } from '../activities/retention/activities';
+import { createStoreOpsActivities } from '../activities/store-ops/activities';
 import { createTransferActivities, type TransferActivityDeps } from '../activities/transfer/activity';
 
 export type WorkerRole = 'all' | 'main' | 'store';
@@ -59,6 +62,13 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
   const { config, connection, namespace } = setup;
   const role = setup.role ?? 'all';
   const keySecret = loadOrCreateKeySecret(config.keySecret, dataDir());
+  const installation = {
+    installationId: installationId(config.installationId, {
+      keySecret,
+      namespace,
+      taskQueue: setup.taskQueue ?? MAIN_TASK_QUEUE,
+    }),
+  };
   const workers: Worker[] = [];
   // Heartbeats carry the transfer's progress and deliver cancellation: send them within 2 s, not
   // the SDK's default of 0.8 x the heartbeat timeout.
@@ -79,9 +89,9 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
           ? { workflowBundle: setup.workflowBundle }
           : { workflowsPath: require.resolve('../workflows') }),
         activities: {
-          ...createSettingsActivities(config),
+          ...createSettingsActivities(config, installation),
           ...createHealthcheckActivities(config),
-          ...createDigitalOceanActivities({ api, keySecret, sshPort: config.sshPort }),
+          ...createDigitalOceanActivities({ api, keySecret, sshPort: config.sshPort, ...installation }),
         },
         ...shared,
       }),
@@ -98,10 +108,12 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
         activities: {
           ...createTransferActivities({
             backupsDir: config.backupsDir,
-            resolveClientKey: (runId: string) => deriveRunKey(keySecret, runId, 'client').privateKey,
+            keySecret,
             coreOptions: setup.transferOptions,
           }),
           ...createStoreActivities({ backupsDir: config.backupsDir }),
+          ...createRetentionActivities({ backupsDir: config.backupsDir, policy: config.retention }),
+          ...createStoreOpsActivities({ backupsDir: config.backupsDir }),
         },
         ...shared,
       }),

@@ -3,6 +3,7 @@
 // and finally delete the droplets and the key. Every resource is recorded in the ledger before it
 // is created, and the ledger is torn down on success, failure and cancellation alike.
 import {
+  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
@@ -11,6 +12,7 @@ import {
   defineQuery,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -28,12 +30,16 @@ import type {
 import type { HealthcheckActivities } from '../activities/healthchecks';
 import type { RunSettings, SettingsActivities } from '../activities/settings';
 import type { TransferActivities } from '../activities/transfer/activity';
-import { devicePath, names, runKey } from '../common/names';
+import type { PruneOutcome } from '../activities/retention/types';
+import { devicePath, legacyRunKey, names, runKey, runTag } from '../common/names';
 import { estimateCostUsd } from '../common/pricing';
 import { DOSVOB_OUTCOME, DOSVOB_VOLUMES, type Outcome } from '../common/search-attributes';
 import { BACKUP_WORKFLOW_ID } from '../common/task-queues';
-import { Ledger } from './ledger';
-import { formatBytes, limitConcurrency } from './util';
+import { Ledger, type Attachment, type LedgerKey } from './ledger';
+import { deleteInOrder as deleteResourcesInOrder, describeRef } from './deletion';
+import { cappedKeywordList, formatBytes, limitConcurrency } from './util';
+import { transferBudgetMs } from './transfer-budget';
+import { pruneOutcome, retentionActivities } from './prune';
 import {
   DEFAULT_TIMINGS,
   type BackupInput,
@@ -74,8 +80,29 @@ function apiActivities(t: Timings) {
     startToCloseTimeout: ms(t.apiStepTimeoutMs),
     retry: retryPolicy(t, t.cleanupMaximumAttempts),
   });
-  return { api, droplet, cleanup };
+  // A cancelled create is waited for (the SDK's default, TRY_CANCEL, would not): what it made must be
+  // known, or at least have appeared under its name, before teardown looks for it. The creates do not
+  // act on the cancellation their heartbeats bring: they finish, and the workflow gets their result.
+  const creates = proxyActivities<DigitalOceanActivities>({
+    startToCloseTimeout: ms(t.apiStepTimeoutMs),
+    heartbeatTimeout: ms(Math.max(t.apiHeartbeatTimeoutMs, t.pollIntervalMs * 3)),
+    retry: retryPolicy(t, t.apiMaximumAttempts),
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  });
+  return { api, droplet, cleanup, creates };
 }
+
+/**
+ * Patches (`patched()`): runs that started on an older worker replay with the older shape.
+ * SETTLE_CREATES: creates are waited for when cancelled, and teardown waits for those in flight.
+ * RELEASE_FAILED_VOLUME: a failed volume's copy and snapshot are deleted at once, not at the end of the run.
+ */
+const SETTLE_CREATES = 'settle-creates-before-teardown';
+const RELEASE_FAILED_VOLUME = 'release-failed-volume';
+/** INSTALLATION_NAMES: names carry the installation's id and a run key from the run id's random bits. */
+const INSTALLATION_NAMES = 'installation-names';
+/** PRUNE_AFTER_RUN: a successful run prunes versions by the retention policy and collects garbage (store queue). */
+const PRUNE_AFTER_RUN = 'prune-after-run';
 
 /** The transfer: only on the store's own queue, polled by the worker that holds the backups. */
 function storeActivities(t: Timings, storeTaskQueue: string) {
@@ -85,6 +112,21 @@ function storeActivities(t: Timings, storeTaskQueue: string) {
     heartbeatTimeout: ms(t.transferHeartbeatTimeoutMs),
     retry: retryPolicy(t, t.transferMaximumAttempts),
   });
+}
+
+/** What one volume's backup has created, as ledger entries. */
+interface VolumeResources {
+  snapRef?: LedgerKey;
+  copyRef?: LedgerKey;
+  attachment?: Attachment;
+}
+
+/** `; pruned 3 old versions, freed 12 MiB` for the run's message. */
+function pruneText(p: PruneOutcome | undefined): string {
+  if (!p) return '';
+  if (!p.ok) return `; pruning failed: ${p.error ?? 'unknown error'}`;
+  if (p.versionsRemoved === 0 && p.bytesFreed === 0) return '';
+  return `; pruned ${p.versionsRemoved} old version(s), freed ${formatBytes(p.bytesFreed)}`;
 }
 
 /** The reason an activity failed, in words for the run's result. */
@@ -161,7 +203,6 @@ async function runBackup(input: BackupInput): Promise<BackupResult> {
 async function backupVolumes(input: BackupInput): Promise<BackupResult> {
   const t: Timings = { ...DEFAULT_TIMINGS, ...input.timings };
   const { runId, startTime } = workflowInfo();
-  const run = runKey(runId);
   const progress: RunProgress = { phase: 'planning', volumes: [], swept: [], deleted: [] };
   setHandler(progressQuery, () => progress);
 
@@ -174,23 +215,33 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
     const done = progress.volumes.filter((v) => v.step === 'done').length;
     const lines = [`**${progress.phase}** — ${done} of ${progress.volumes.length} volumes backed up`];
     for (const v of active) lines.push(`- ${v.name} (${v.region}, ${formatBytes(v.sizeBytes)}): ${v.step}`);
+    for (const v of progress.volumes)
+      if (v.step === 'done' && v.version) lines.push(`- ${v.name} (${v.region}): version ${v.version}`);
     setCurrentDetails(lines.join('\n'));
   };
 
   // Settings come from the worker's conf.json, so a schedule needs no input.
-  const { api, droplet, cleanup } = apiActivities(t);
+  const { api, droplet, cleanup, creates } = apiActivities(t);
+  const settleCreates = patched(SETTLE_CREATES);
+  const create = settleCreates ? creates : api;
   const settings: RunSettings = await api.resolveRunSettings({
     regions: input.regions,
     include: input.include,
     exclude: input.exclude,
   });
+  // The installation's id and the run id's random bits name what this run creates. A run started on an older worker
+  // keeps the names it began with (its run key was the run id's time digits) when it replays here.
+  const run =
+    patched(INSTALLATION_NAMES) && settings.installationId
+      ? runTag(settings.installationId, runKey(runId))
+      : legacyRunKey(runId);
   const store = storeActivities(t, settings.storeTaskQueue);
   await api.checkAccess.executeWithOptions({ summary: 'check the DigitalOcean token' }, []);
   const volumes: SourceVolume[] = await api.listSourceVolumes.executeWithOptions(
     { summary: `list volumes in ${settings.regions.join(', ')}` },
     [{ regions: settings.regions, include: settings.include, exclude: settings.exclude }],
   );
-  upsertSearchAttributes([{ key: DOSVOB_VOLUMES, value: volumes.map((v) => v.name) }]);
+  upsertSearchAttributes([{ key: DOSVOB_VOLUMES, value: cappedKeywordList(volumes.map((v) => v.name)) }]);
   progress.volumes = volumes.map((v) => ({
     name: v.name,
     region: v.region,
@@ -202,6 +253,12 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
   const outcomes: VolumeOutcome[] = [];
   const { swept, deleted } = progress;
   let failure: unknown;
+  /** What pruning after the run removed (finish() reads it). */
+  let pruning: PruneOutcome | undefined;
+  /** The registered client key's fingerprint: the store worker checks its own key_secret against it. */
+  let clientKeyFingerprint: string | undefined;
+  // Teardown cancels it: nothing waits for a droplet any more, but its create is still settled.
+  const dropletScope = new CancellationScope();
 
   try {
     setPhase('sweeping');
@@ -214,12 +271,20 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
 
     setPhase('preparing');
     const keyRef = ledger.record({ kind: 'ssh_key', name: names.sshKey(run) }, 0);
-    const key = await api.registerSshKey.executeWithOptions({ summary: 'register the run SSH key' }, [{ run, runId }]);
+    const key = await ledger.creating(
+      create.registerSshKey.executeWithOptions({ summary: 'register the run SSH key' }, [{ run, runId }]),
+    );
     ledger.created(keyRef, key.keyId);
+    clientKeyFingerprint = key.fingerprint;
 
     const regions = [...new Set(volumes.map((v) => v.region))];
     const droplets = new Map<string, Promise<{ dropletId: string; ready: DropletReady }>>();
-    for (const region of regions) droplets.set(region, prepareDroplet(region, key.keyId));
+    for (const region of regions) {
+      droplets.set(
+        region,
+        dropletScope.run(() => prepareDroplet(region, key.keyId)),
+      );
+    }
     // A droplet that never comes up fails its region's volumes, not the whole run.
     for (const p of droplets.values()) p.catch(() => undefined);
 
@@ -239,9 +304,12 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
   if (failure !== undefined) throw failure;
 
   const failed = outcomes.filter((o) => !o.ok);
+  // Only after a fully successful run: a failed volume's newest version is older than it should be, and pruning can
+  // wait for a run that has the whole picture. A pruning failure is reported, never fails the backup.
+  if (failed.length === 0 && patched(PRUNE_AFTER_RUN)) pruning = await pruneAfterRun();
   const result = finish(
     failed.length === 0
-      ? `${outcomes.length} of ${volumes.length} volumes backed up`
+      ? `${outcomes.length} of ${volumes.length} volumes backed up${pruneText(pruning)}`
       : `${failed.length} of ${volumes.length} volumes failed: ${failed.map((f) => `${f.name}: ${f.error}`).join('; ')}`,
   );
   if (failed.length > 0) throw ApplicationFailure.nonRetryable(result.message, 'BackupFailed', result);
@@ -260,7 +328,28 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       resourceSeconds: usage,
       estimatedCostUsd: Math.round(estimateCostUsd(usage, settings.prices) * 1e6) / 1e6,
       message,
+      ...(pruning ? { pruning } : {}),
     };
+  }
+
+  async function pruneAfterRun(): Promise<PruneOutcome> {
+    try {
+      const report = await retentionActivities(settings.storeTaskQueue).pruneVersions.executeWithOptions(
+        { summary: 'prune versions by the retention policy, collect garbage' },
+        [{ detail: 'summary' }],
+      );
+      return pruneOutcome(report);
+    } catch (err) {
+      return {
+        ok: false,
+        versionsRemoved: 0,
+        removed: [],
+        chunksRemoved: 0,
+        bytesFreed: 0,
+        skipped: [],
+        error: reason(err),
+      };
+    }
   }
 
   async function sweepLeftovers(into: string[]): Promise<void> {
@@ -270,44 +359,18 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
     await deleteInOrder(leftovers, into);
   }
 
-  function describeRef(r: ResourceRef): string {
-    return `${r.kind.replace('_', ' ')} ${r.name || r.id}`;
-  }
-
-  /**
-   * DigitalOcean's order: droplets (which detaches), then volumes (409 until detached: retried), snapshots, keys.
-   * Records what it deleted in `into`; returns the references that are gone (deleted or never created).
-   */
+  /** Returns the references that are gone (deleted or never created); records what it deleted in `into`. */
   async function deleteInOrder(refs: readonly ResourceRef[], into: string[]): Promise<ResourceRef[]> {
-    const gone: ResourceRef[] = [];
-    for (const kind of ['droplet', 'volume', 'snapshot', 'ssh_key'] as const) {
-      await Promise.all(
-        refs
-          .filter((r) => r.kind === kind)
-          .map(async (r) => {
-            try {
-              const outcome = await cleanup.deleteResource.executeWithOptions({ summary: `delete ${describeRef(r)}` }, [
-                r,
-              ]);
-              if (outcome === 'deleted') into.push(describeRef(r));
-              gone.push(r);
-            } catch (err) {
-              log.error('could not delete a resource; the next run will sweep it', {
-                resource: describeRef(r),
-                error: reason(err),
-              });
-            }
-          }),
-      );
-    }
-    return gone;
+    return (await deleteResourcesInOrder(cleanup, refs, into)).gone;
   }
 
   async function prepareDroplet(region: string, sshKeyId: string) {
     const ref = ledger.record({ kind: 'droplet', name: names.droplet(run, region), region }, 0);
-    const created = await api.createDroplet.executeWithOptions({ summary: `create droplet in ${region}` }, [
-      { run, runId, region, size: settings.dropletSize, image: settings.dropletImage, sshKeyId },
-    ]);
+    const created = await ledger.creating(
+      create.createDroplet.executeWithOptions({ summary: `create droplet in ${region}` }, [
+        { run, runId, region, size: settings.dropletSize, image: settings.dropletImage, sshKeyId },
+      ]),
+    );
     ledger.created(ref, created.dropletId);
     const ready = await droplet.waitForDroplet.executeWithOptions({ summary: `wait for droplet ${created.name}` }, [
       { runId, dropletId: created.dropletId, pollIntervalMs: t.pollIntervalMs },
@@ -334,12 +397,17 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       p.step = s;
       showDetails();
     };
+    // What this volume has made so far, for its own cleanup if it fails.
+    const made: VolumeResources = {};
     try {
       step('snapshot');
       const snapRef = ledger.record({ kind: 'snapshot', name: names.snapshot(run, volume.name) }, volume.sizeGigabytes);
-      const snap = await api.snapshotVolume.executeWithOptions({ summary: `snapshot ${volume.name}` }, [
-        { run, volumeId: volume.id, volumeName: volume.name },
-      ]);
+      made.snapRef = snapRef;
+      const snap = await ledger.creating(
+        create.snapshotVolume.executeWithOptions({ summary: `snapshot ${volume.name}` }, [
+          { run, volumeId: volume.id, volumeName: volume.name },
+        ]),
+      );
       ledger.created(snapRef, snap.snapshotId);
 
       step('copy');
@@ -347,9 +415,9 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
         { kind: 'volume', name: names.copyVolume(run, volume.name), region: volume.region },
         snap.sizeGigabytes,
       );
-      const copy = await api.createVolumeFromSnapshot.executeWithOptions(
-        { summary: `copy ${volume.name} from its snapshot` },
-        [
+      made.copyRef = copyRef;
+      const copy = await ledger.creating(
+        create.createVolumeFromSnapshot.executeWithOptions({ summary: `copy ${volume.name} from its snapshot` }, [
           {
             run,
             volumeName: volume.name,
@@ -357,7 +425,7 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
             snapshotId: snap.snapshotId,
             sizeGigabytes: snap.sizeGigabytes,
           },
-        ],
+        ]),
       );
       ledger.created(copyRef, copy.volumeId);
 
@@ -365,6 +433,7 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       step('attach');
       const attachment = { volumeId: copy.volumeId, dropletId: target.dropletId, region: volume.region };
       ledger.attach(attachment);
+      made.attachment = attachment;
       await api.attachVolume.executeWithOptions({ summary: `attach copy of ${volume.name}` }, [
         { ...attachment, pollIntervalMs: t.pollIntervalMs },
       ]);
@@ -372,19 +441,24 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       step('transfer');
       const sizeBytes = snap.sizeGigabytes * 2 ** 30;
       const transferred = await store.transferVolume.executeWithOptions(
-        { summary: `transfer ${volume.name} ${formatBytes(sizeBytes)}` },
+        {
+          summary: `transfer ${volume.name} ${formatBytes(sizeBytes)}`,
+          scheduleToCloseTimeout: ms(transferBudgetMs(t, sizeBytes)),
+        },
         [
           {
             volumeName: volume.name,
             volumeId: volume.id,
+            region: volume.region,
             sizeBytes,
             snapshotId: snap.snapshotId,
             snapshotCreatedAt: snap.createdAt,
             host: target.ready.ip,
             port: target.ready.port,
             username: 'root',
-            hostPublicKey: target.ready.hostPublicKey,
             keyRef: runId,
+            clientKeyFingerprint,
+            stallTimeoutMs: t.transferStallTimeoutMs,
             devicePath: devicePath(copy.name),
             blockSize: settings.blockSize,
           },
@@ -395,7 +469,10 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
         bytesTransferred: transferred.bytesOnWire,
         blocksChanged: transferred.blocksChanged,
         image: transferred.imagePath,
+        storeKey: transferred.storeKey,
+        version: transferred.versionId,
       });
+      p.version = transferred.versionId;
 
       step('detach');
       await api.detachVolume.executeWithOptions({ summary: `detach copy of ${volume.name}` }, [
@@ -424,12 +501,50 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       step('failed');
       outcome.error = reason(err);
       log.warn('volume failed; continuing with the others', { volume: volume.name, error: outcome.error });
+      // Non-cancellable: once started, a cancel of the run waits for it rather than leaving half of it to teardown.
+      if (patched(RELEASE_FAILED_VOLUME)) await CancellationScope.nonCancellable(() => releaseVolume(volume, made));
     }
     outcome.durationMs = Date.now() - started;
     return outcome;
   }
 
+  /**
+   * A failed volume's copy (detached first) and snapshot, deleted now: they would otherwise cost money and hold one
+   * of the droplet's 7 attachments until the end of the run. Whatever cannot be deleted here is left to teardown.
+   */
+  async function releaseVolume(volume: SourceVolume, made: VolumeResources): Promise<void> {
+    try {
+      if (made.attachment) {
+        await cleanup.detachVolume.executeWithOptions({ summary: `detach copy of failed ${volume.name}` }, [
+          { ...made.attachment, pollIntervalMs: t.pollIntervalMs },
+        ]);
+        ledger.detached(made.attachment);
+      }
+      for (const [key, what] of [
+        [made.copyRef, 'copy'],
+        [made.snapRef, 'snapshot'],
+      ] as const) {
+        if (key === undefined) continue;
+        const outcome = await cleanup.deleteResource.executeWithOptions(
+          { summary: `delete ${what} of failed ${volume.name}` },
+          [ledger.ref(key)],
+        );
+        ledger.deleted(key, Date.now());
+        if (outcome === 'deleted') deleted.push(describeRef(ledger.ref(key)));
+      }
+    } catch (err) {
+      log.warn('could not clean up a failed volume; the run will at its end', {
+        volume: volume.name,
+        error: reason(err),
+      });
+    }
+  }
+
   async function teardown(): Promise<void> {
+    if (settleCreates) {
+      dropletScope.cancel();
+      await ledger.settled();
+    }
     for (const a of ledger.attachments()) {
       try {
         await cleanup.detachVolume.executeWithOptions({ summary: `detach volume ${a.volumeId}` }, [

@@ -23,6 +23,26 @@ export type LedgerKey = number;
 export class Ledger {
   private readonly entries: Entry[] = [];
   private readonly attached: Attachment[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+
+  /**
+   * A create that is under way. Teardown waits for it to settle (`settled`): a resource that appears
+   * after teardown looked it up by name would be left behind until the next run's sweep.
+   */
+  creating<T>(create: Promise<T>): Promise<T> {
+    const settled = create.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inFlight.add(settled);
+    void settled.then(() => this.inFlight.delete(settled));
+    return create;
+  }
+
+  /** Resolves once no create is in flight (including ones started while waiting). */
+  async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+  }
 
   record(ref: ResourceRef, sizeGib: number): LedgerKey {
     this.entries.push({ ref: { ...ref }, sizeGib, createdAt: Date.now() });

@@ -1,5 +1,6 @@
 // The backup workflow's input, progress and result: plain data, no secrets.
 import type { ResourceSeconds } from '../common/pricing';
+import type { PruneOutcome } from '../activities/retention/types';
 
 /** Every wait the workflow makes, so tests can run in seconds. Production defaults in DEFAULT_TIMINGS. */
 export interface Timings {
@@ -14,6 +15,14 @@ export interface Timings {
   /** A transfer that stops heartbeating this long is retried (from its last heartbeat). */
   transferHeartbeatTimeoutMs: number;
   transferTimeoutMs: number;
+  /** An attempt whose droplet sends nothing this long fails (retryably, resuming): see TransferVolumeInput. */
+  transferStallTimeoutMs: number;
+  /**
+   * The whole transfer of a volume, retries included, is bounded by attempts x this + size / transferSlowBytesPerSecond
+   * (see transfer-budget.ts).
+   */
+  transferAttemptFloorMs: number;
+  transferSlowBytesPerSecond: number;
   /** Retry backoff of DigitalOcean calls. */
   retryInitialIntervalMs: number;
   retryMaximumIntervalMs: number;
@@ -31,6 +40,10 @@ export const DEFAULT_TIMINGS: Timings = {
   dropletReadyTimeoutMs: 10 * 60_000,
   transferHeartbeatTimeoutMs: 60_000,
   transferTimeoutMs: 24 * 3600_000,
+  transferStallTimeoutMs: 3 * 60_000,
+  transferAttemptFloorMs: 10 * 60_000,
+  // 32 Mbit/s: a 100 GiB first sync may take 7 h, a 1 TiB one 3 days.
+  transferSlowBytesPerSecond: 4 * 2 ** 20,
   retryInitialIntervalMs: 1_000,
   retryMaximumIntervalMs: 60_000,
   apiMaximumAttempts: 8,
@@ -65,6 +78,8 @@ export interface VolumeProgress {
   region: string;
   step: VolumeStep;
   sizeBytes: number;
+  /** The version its transfer made, once it has. */
+  version?: string;
 }
 
 export interface RunProgress {
@@ -86,6 +101,10 @@ export interface VolumeOutcome {
   blocksChanged: number;
   durationMs: number;
   image?: string;
+  /** The store the volume went to (`name`, or `name@region` for a second region's same-named volume). */
+  storeKey?: string;
+  /** The version this run made of it (`dosvob versions`, `dosvob restore --version`). */
+  version?: string;
 }
 
 export interface BackupResult {
@@ -99,4 +118,6 @@ export interface BackupResult {
   resourceSeconds: ResourceSeconds;
   estimatedCostUsd: number;
   message: string;
+  /** What pruning by the retention policy removed after the run (absent: not run, e.g. a volume failed). */
+  pruning?: PruneOutcome;
 }

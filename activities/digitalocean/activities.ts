@@ -8,17 +8,29 @@ import type { IDroplet } from 'dots-wrapper/dist/droplet';
 import type { IVolume } from 'dots-wrapper/dist/volume';
 import type { ISnapshot } from 'dots-wrapper/dist/snapshot';
 import type { ISshKey } from 'dots-wrapper/dist/ssh-key';
-import { EPHEMERAL_TAG, isEphemeralName, names, runPrefix } from '../../common/names';
+import { EPHEMERAL_TAG, installationTag, isEphemeralName, names } from '../../common/names';
 import { deriveRunKey } from '../run-keys';
 import { listAll, type DoApi } from './api';
 import { FailureTypes, call, callIgnoringNotFound, isNotFound, toFailure } from './errors';
 import { cloudConfigWithHostKey } from './cloud-config';
 import { waitForPinnedSsh } from './ssh-ready';
+import {
+  FOREIGN_LEFTOVER_AGE_MS,
+  createdAtMs,
+  isLeftover,
+  keyRegisteredAtMs,
+  withRegisteredComment,
+  type Candidate,
+  type SweepScope,
+} from './leftovers';
+import { heartbeat, heartbeating } from './heartbeat';
 
 export interface DigitalOceanDeps {
   api: DoApi;
   /** Secret the per-run keys are derived from; shared by every worker of one installation. */
   keySecret: string;
+  /** In the names (through the workflow's run tag) and tags of what runs create; whose leftovers a sweep deletes. */
+  installationId: string;
   sshPort: number;
 }
 
@@ -84,10 +96,6 @@ function hasTag(resource: { tags?: readonly string[] | null }): boolean {
   return (resource.tags ?? []).includes(EPHEMERAL_TAG);
 }
 
-function heartbeat(details?: unknown): void {
-  Context.current().heartbeat(details);
-}
-
 /**
  * One poll of a wait loop. A transient failure (5xx, 429, a timeout) is waited out inside the
  * attempt, so a long wait is not lost to one bad answer; the activity's timeout still bounds it.
@@ -107,6 +115,7 @@ async function pollOnce<T>(what: string, fn: () => Promise<T>, pollIntervalMs: n
 
 export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
   const { api } = deps;
+  const runTags = [EPHEMERAL_TAG, installationTag(deps.installationId)];
 
   async function findDroplet(name: string): Promise<IDroplet | undefined> {
     return (await listTaggedDroplets(api)).find((d) => d.name === name);
@@ -133,7 +142,7 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
     }
   }
 
-  return {
+  return heartbeating({
     /** GET /v2/account: fails at once, non-retryable, on a wrong token. */
     async checkAccess(): Promise<{ status: string; dropletLimit: number; volumeLimit: number | undefined }> {
       const { data } = await call('checking the DigitalOcean token', () => api.account.getAccount());
@@ -175,32 +184,40 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
     },
 
     /**
-     * Leftovers of earlier runs: resources with BOTH the ephemeral tag and name prefix
-     * (SSH keys have no tags: the name prefix alone). `exceptRun` protects the current run.
+     * Leftovers of earlier runs: resources with BOTH the ephemeral tag and name prefix (SSH keys have no tags: the name
+     * prefix alone), of this installation (`exceptRun` protects the current run), or of another installation (or from
+     * before installation ids) only when older than `foreignAfterMs` (leftovers.ts).
      */
-    async findLeftovers(input: { exceptRun?: string }): Promise<ResourceRef[]> {
-      const mine = (name: string) =>
-        isEphemeralName(name) && !(input.exceptRun && name.startsWith(runPrefix(input.exceptRun)));
+    async findLeftovers(input: { exceptRun?: string; foreignAfterMs?: number }): Promise<ResourceRef[]> {
+      const scope: SweepScope = {
+        installationId: deps.installationId,
+        exceptRun: input.exceptRun,
+        foreignAfterMs: input.foreignAfterMs ?? FOREIGN_LEFTOVER_AGE_MS,
+        nowMs: Date.now(),
+      };
+      const tagged = (r: { name: string; tags?: readonly string[] | null; created_at?: string }): boolean =>
+        hasTag(r) && isLeftover({ name: r.name, tags: r.tags ?? [], createdAtMs: createdAtMs(r.created_at) }, scope);
       const [droplets, volumes, snapshots, keys] = await call('listing leftovers', () =>
         Promise.all([listTaggedDroplets(api), listVolumes(api), listVolumeSnapshots(api), listSshKeys(api)]),
       );
+      const key = (k: ISshKey): Candidate => ({
+        name: k.name,
+        tags: undefined,
+        createdAtMs: keyRegisteredAtMs(k.public_key),
+      });
       return [
-        ...droplets
-          .filter((d) => hasTag(d) && mine(d.name))
-          .map((d): ResourceRef => ({
-            kind: 'droplet',
-            name: d.name,
-            region: typeof d.region === 'string' ? d.region : d.region.slug,
-            id: String(d.id),
-          })),
+        ...droplets.filter(tagged).map((d): ResourceRef => ({
+          kind: 'droplet',
+          name: d.name,
+          region: typeof d.region === 'string' ? d.region : d.region.slug,
+          id: String(d.id),
+        })),
         ...volumes
-          .filter((v) => hasTag(v) && mine(v.name))
+          .filter(tagged)
           .map((v): ResourceRef => ({ kind: 'volume', name: v.name, region: volumeRegion(v), id: v.id })),
-        ...snapshots
-          .filter((s) => hasTag(s) && mine(s.name))
-          .map((s): ResourceRef => ({ kind: 'snapshot', name: s.name, id: String(s.id) })),
+        ...snapshots.filter(tagged).map((s): ResourceRef => ({ kind: 'snapshot', name: s.name, id: String(s.id) })),
         ...keys
-          .filter((k) => mine(k.name))
+          .filter((k) => isLeftover(key(k), scope))
           .map((k): ResourceRef => ({ kind: 'ssh_key', name: k.name, id: String(k.id) })),
       ];
     },
@@ -219,7 +236,11 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       });
       if (existing) return { keyId: String(existing.id), fingerprint: existing.fingerprint };
       const { data } = await call('registering the run SSH key', () =>
-        api.sshKey.createSshKey({ name, public_key: key.publicKey }),
+        api.sshKey.createSshKey({
+          name,
+          // Keys have no tags and no creation time: the comment says whose it is and since when, for sweeps.
+          public_key: withRegisteredComment(key.publicKey, deps.installationId, Date.now()),
+        }),
       );
       return { keyId: String(data.ssh_key.id), fingerprint: data.ssh_key.fingerprint };
     },
@@ -244,7 +265,7 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
           size: input.size,
           image: input.image,
           ssh_keys: [input.sshKeyId],
-          tags: [EPHEMERAL_TAG],
+          tags: runTags,
           user_data: cloudConfigWithHostKey(hostKey),
           monitoring: false,
           ipv6: false,
@@ -302,11 +323,8 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       });
       const snap =
         existing ??
-        (
-          await call(what, () =>
-            api.volume.createVolumeSnapshot({ volume_id: input.volumeId, name, tags: [EPHEMERAL_TAG] }),
-          )
-        ).data.snapshot;
+        (await call(what, () => api.volume.createVolumeSnapshot({ volume_id: input.volumeId, name, tags: runTags })))
+          .data.snapshot;
       return { snapshotId: String(snap.id), createdAt: snap.created_at, sizeGigabytes: snap.min_disk_size };
     },
 
@@ -328,7 +346,7 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
           region: input.region,
           snapshot_id: input.snapshotId,
           size_gigabytes: input.sizeGigabytes,
-          tags: [EPHEMERAL_TAG],
+          tags: runTags,
           description: `dosvob: temporary copy of ${input.volumeName}`,
         }),
       );
@@ -409,7 +427,7 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
         }
       }
     },
-  };
+  });
 }
 
 export type DigitalOceanActivities = ReturnType<typeof createDigitalOceanActivities>;

@@ -27,6 +27,30 @@ export class VolumeBusyError extends Error {
   }
 }
 
+/** The manifest fails its own checks (torn, bit rot, edited): the image is re-hashed rather than trusted. */
+export class ManifestDamagedError extends Error {
+  readonly code = 'ManifestDamaged';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ManifestDamagedError';
+  }
+}
+
+/**
+ * Data in a committed redo log failed its SHA-256 (or the log could not be read) when it was applied. The image is left
+ * consistent with its manifest, which marks the blocks concerned so that the next sync fetches them again.
+ */
+export class RedoLogDamagedError extends Error {
+  readonly code = 'RedoLogDamaged';
+  constructor(
+    message: string,
+    readonly blocks: readonly number[],
+  ) {
+    super(message);
+    this.name = 'RedoLogDamagedError';
+  }
+}
+
 export function isErrno(err: unknown, code: string): boolean {
   return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
 }

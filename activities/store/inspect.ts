@@ -3,9 +3,10 @@
 // Opening a store is also what finishes an update that a crash interrupted while it was being written into the
 // image: without this, only the next transfer of that volume would, and after a disaster there may never be one.
 import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { StoreFormatError, VolumeBusyError, isErrno } from './errors.js';
 import { exists } from './fsutil.js';
-import { storePaths } from './layout.js';
+import { storePaths, type StorePaths } from './layout.js';
 import { VolumeStore, listStores, verifyImage } from './store.js';
 
 export type ImageState =
@@ -21,6 +22,12 @@ export type ImageState =
   | 'missing-image'
   /** The image's size or mtime changed since its last sync (e.g. mounted read-write): re-hashed at the next sync. */
   | 'changed-outside'
+  /** The manifest fails its own checks: nothing it says is used; the next sync re-hashes the image to replace it. */
+  | 'corrupt-manifest'
+  /** The last update could not write some blocks (their staged data was damaged): the next sync fetches them. */
+  | 'incomplete'
+  /** A `*.img` (or a store directory) whose name dosvob does not use for a volume: listed, never touched. */
+  | 'unsupported-name'
   /** --verify found blocks whose content differs from the manifest. */
   | 'corrupt';
 
@@ -61,7 +68,7 @@ export interface InspectOptions {
   signal?: AbortSignal;
 }
 
-/** Every volume the store knows: those with dosvob data, and bare `<name>.img` files beside them. */
+/** Every volume the store knows: those with dosvob data, and bare `<name>.img` files beside them (any name). */
 async function volumeNames(backupsDir: string): Promise<string[]> {
   const names = new Set(await listStores(backupsDir));
   try {
@@ -86,7 +93,21 @@ export async function inspectImages(backupsDir: string, options: InspectOptions 
 }
 
 async function inspectOne(backupsDir: string, volumeName: string, options: InspectOptions): Promise<ImageReport> {
-  const paths = storePaths(backupsDir, volumeName);
+  let paths: StorePaths;
+  try {
+    paths = storePaths(backupsDir, volumeName);
+  } catch (err) {
+    const report: ImageReport = {
+      volumeName,
+      imagePath: join(backupsDir, `${volumeName}.img`),
+      state: 'unsupported-name',
+      finishedInterruptedUpdate: false,
+      stagedTransfer: false,
+      detail: `${err instanceof Error ? err.message : String(err)}: not a backup dosvob makes, left alone`,
+    };
+    await describeImageFile(report);
+    return report;
+  }
   const report: ImageReport = {
     volumeName,
     imagePath: paths.image,
@@ -118,6 +139,13 @@ async function inspectOne(backupsDir: string, volumeName: string, options: Inspe
     report.stagedTransfer = await exists(paths.plan);
     const imageFound = await describeImageFile(report);
     const manifest = store.manifest;
+    if (store.manifestDamage !== undefined) {
+      report.state = 'corrupt-manifest';
+      report.detail = imageFound
+        ? `${store.manifestDamage}: the next sync re-hashes the image and writes a new one`
+        : `${store.manifestDamage}, and there is no image: the next sync is a full one`;
+      return report;
+    }
     if (!manifest) {
       report.state = imageFound ? 'no-manifest' : 'missing-image';
       report.detail = imageFound ? NO_MANIFEST : 'no image and no manifest yet';
@@ -138,7 +166,15 @@ async function inspectOne(backupsDir: string, volumeName: string, options: Inspe
     }
     if (store.imageChanged) {
       report.state = 'changed-outside';
-      report.detail = 'the image changed since its last sync (size or time): the next sync re-hashes it';
+      report.detail =
+        store.recovery === 'abandoned'
+          ? `an interrupted update could not be finished (${store.recoveryDetail ?? 'unknown'}): the next sync re-hashes the image`
+          : 'the image changed since its last sync (size or time): the next sync re-hashes it';
+    } else if (h.staleBlocks) {
+      report.state = 'incomplete';
+      report.detail =
+        `${h.staleBlocks.count} block(s) of the last update were damaged on the local disk before they were written ` +
+        `and still hold their previous content (first: ${h.staleBlocks.first.join(', ')}): the next sync fetches them`;
     }
     if (options.verify) {
       // Under the store's lock: no transfer can change the image while it is read.

@@ -51,6 +51,8 @@ export interface CommitRecord {
   touchesImage: boolean;
   /** Digest of manifest.next, the manifest that becomes current once applied. */
   digest: string;
+  /** Format 2: the version manifest.next becomes (kept as versions/<versionId>). */
+  versionId?: string;
 }
 
 export function newStagingId(): string {
@@ -107,11 +109,11 @@ export const RUN_RECORD_LEN = 1 + 8 + 4 + 4;
 export const DATA_RECORD_LEN = 1 + 8 + 4 + HASH_LEN + 4;
 export const CHECKPOINT_RECORD_LEN = 1 + 8 + 4;
 
-function logHeader(stagingId: string, stripe: number): Buffer {
+function logHeader(stagingId: string, stripe: number, formatVersion = STORE_FORMAT_VERSION): Buffer {
   const json = Buffer.from(JSON.stringify({ stagingId, stripe }), 'utf8');
   const head = Buffer.alloc(16);
   LOG_MAGIC.copy(head, 0);
-  head.writeUInt32BE(STORE_FORMAT_VERSION, 8);
+  head.writeUInt32BE(formatVersion, 8);
   head.writeUInt32BE(json.length, 12);
   const body = Buffer.concat([head, json]);
   const crc = Buffer.alloc(4);
@@ -256,14 +258,15 @@ export class StripeLogWriter {
  */
 export async function scanStripeLog(
   path: string,
-  expect: { stagingId: string; stripe: number; mode: StagingMode },
+  // formatVersion: a committed log of the previous format is finished once when a store is upgraded (same records).
+  expect: { stagingId: string; stripe: number; mode: StagingMode; formatVersion?: number },
   onRecord: (rec: LogRecord) => void | Promise<void>,
   strict = false,
 ): Promise<{ validLength: number; next: number | undefined; endLength: number }> {
   const fh = await open(path, 'r');
   try {
     const { size } = await fh.stat();
-    const want = logHeader(expect.stagingId, expect.stripe);
+    const want = logHeader(expect.stagingId, expect.stripe, expect.formatVersion);
     const head = await readFully(fh, want.length, 0);
     if (!head.equals(want)) {
       if (strict) throw new Error(`${path}: not the log of staging ${expect.stagingId} stripe ${expect.stripe}`);
@@ -277,7 +280,9 @@ export async function scanStripeLog(
       throw new Error(`${path}: damaged redo log at offset ${pos}: ${why}`);
     };
     while (pos < size) {
-      const tag = (await readFully(fh, 1, pos, fixed)).toString('latin1');
+      // The longest fixed part in one read (a shorter record's tail is simply not looked at): one syscall a record.
+      const got = await readFully(fh, DATA_RECORD_LEN, pos, fixed);
+      const tag = got.subarray(0, 1).toString('latin1');
       const len =
         tag === 'D'
           ? DATA_RECORD_LEN
@@ -290,7 +295,7 @@ export async function scanStripeLog(
         if (strict) bad(`unknown record ${JSON.stringify(tag)}`);
         break;
       }
-      const rec = await readFully(fh, len, pos, fixed);
+      const rec = got.subarray(0, len);
       if (rec.length < len || crc32(rec.subarray(0, len - 4)) !== rec.readUInt32BE(len - 4)) {
         if (strict) bad('torn or corrupt record');
         break;

@@ -3,10 +3,12 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { DiskFullError, StoreFormatError, VolumeBusyError } from '../store/errors.js';
-import { TransferCancelledError, TransferError } from './errors.js';
+import { deriveRunKey } from '../run-keys.js';
+import { KeySecretMismatchError, TransferCancelledError, TransferError } from './errors.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../store/fsutil.js';
+import { claimStoreKey } from '../store/identity.js';
 import { storePaths } from '../store/layout.js';
 import { readManifest } from '../store/manifest.js';
 import {
@@ -18,20 +20,36 @@ import {
   type TransferProgress,
 } from './core.js';
 
-/** Plain serializable input: no secrets (the private key is resolved from keyRef on the worker). */
+/**
+ * Plain serializable input: no secrets, and no key the store worker would have to trust. Both SSH keys are derived on
+ * the store worker from its key_secret and the run id (`keyRef`): the client key it logs in with and the host key the
+ * droplet must present. So whoever can start workflows cannot point the store at a host of their own and overwrite an
+ * image. (Inputs of runs started before this carry a `hostPublicKey`: it is ignored.)
+ */
 export interface TransferVolumeInput {
   volumeName: string;
   volumeId: string;
+  /**
+   * The volume's region: names are unique per region only, so a second region's same-named volume gets its own store
+   * (`<name>@<region>`). Absent in inputs of older runs: the store named after the volume.
+   */
+  region?: string;
   sizeBytes: number;
   snapshotId: string;
   snapshotCreatedAt: string;
   host: string;
   port: number;
   username: string;
-  /** The droplet's host key as an OpenSSH public key line; the connection is refused unless it matches. */
-  hostPublicKey: string;
-  /** Opaque reference resolved by `resolveClientKey` on the worker. */
+  /** The run id the SSH keys are derived from. */
   keyRef: string;
+  /**
+   * The run's client key as registered on the account (MD5 colon-hex, as DigitalOcean reports it; public). A store
+   * worker whose key_secret derives another key fails at once, non-retryably, instead of with an SSH error. Absent in
+   * inputs of older runs: then only the host key check applies.
+   */
+  clientKeyFingerprint?: string;
+  /** Give up the attempt (retryably) after this long without a byte from the droplet. Default 3 minutes. */
+  stallTimeoutMs?: number;
   /** e.g. /dev/disk/by-id/scsi-0DO_Volume_<name> */
   devicePath: string;
   /** Block size for a new backup (an existing one keeps its own). Default 1 MiB. */
@@ -46,6 +64,9 @@ export interface TransferVolumeInput {
 
 export interface TransferVolumeResult {
   volumeName: string;
+  /** The store (`<name>` or `<name>@<region>`) and the version made; absent in results of older runs. */
+  storeKey?: string;
+  versionId?: string;
   imagePath: string;
   manifestPath: string;
   sizeBytes: number;
@@ -86,7 +107,8 @@ export interface TransferHeartbeat {
 
 export interface TransferActivityDeps {
   backupsDir: string;
-  resolveClientKey(keyRef: string): Promise<string | Buffer> | string | Buffer;
+  /** The installation's key_secret: the run's SSH keys are derived from it (see activities/run-keys.ts). */
+  keySecret: string;
   /** Heartbeat at most this often (default: a third of the heartbeat timeout, at most 1 s). */
   heartbeatIntervalMs?: number;
   /** Extra core options (tests, bench). */
@@ -100,9 +122,15 @@ export interface TransferActivities {
 export function createTransferActivities(deps: TransferActivityDeps): TransferActivities {
   return {
     async transferVolume(input: TransferVolumeInput): Promise<TransferVolumeResult> {
+      const clientKey = deriveRunKey(deps.keySecret, input.keyRef, 'client');
+      if (input.clientKeyFingerprint && !sameFingerprint(input.clientKeyFingerprint, clientKey.fingerprint)) {
+        throw toFailure(new KeySecretMismatchError(input.clientKeyFingerprint, clientKey.fingerprint));
+      }
+      const storeKey = await claimStoreKey(deps.backupsDir, input.volumeName, input.region);
+      const keyed = { ...input, volumeName: storeKey };
       // An attempt whose completion was lost (worker died, server restarted) already committed this
       // snapshot: report what it did instead of reading the whole device again.
-      const done = await committedResult(deps.backupsDir, input);
+      const done = await committedResult(deps.backupsDir, keyed);
       if (done) return done;
       const ctx = Context.current();
       const previous = asHeartbeat(ctx.info.heartbeatDetails);
@@ -111,6 +139,9 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
       let latest: TransferHeartbeat | undefined =
         previous && previous.snapshotId === input.snapshotId ? previous : undefined;
       let lastBeat = 0;
+      // The timer keeps beating while no byte moves (local phases: recovery, adoption, apply; and a stall), because
+      // heartbeats are what deliver a cancellation. A silent droplet is bounded by the core's stall limit instead,
+      // which fails the attempt; the details only advance with progress.
       const beat = () => {
         lastBeat = Date.now();
         ctx.heartbeat(latest);
@@ -123,11 +154,13 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
       );
       beat();
       try {
-        const privateKey = await deps.resolveClientKey(input.keyRef);
         const result = await syncVolume({
           ...deps.coreOptions,
           backupsDir: deps.backupsDir,
           volumeName: input.volumeName,
+          storeKey,
+          region: input.region,
+          runId: input.keyRef,
           volumeId: input.volumeId,
           sizeBytes: input.sizeBytes,
           snapshotId: input.snapshotId,
@@ -141,9 +174,10 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
             host: input.host,
             port: input.port,
             username: input.username,
-            hostPublicKey: input.hostPublicKey,
-            privateKey,
+            hostPublicKey: deriveRunKey(deps.keySecret, input.keyRef, 'host').publicKey,
+            privateKey: clientKey.privateKey,
           },
+          stallTimeoutMs: input.stallTimeoutMs ?? deps.coreOptions?.stallTimeoutMs,
           resumeHint: latest?.resume,
           signal: ctx.cancellationSignal,
           log: (msg) => ctx.log.info(msg, { volume: input.volumeName }),
@@ -154,7 +188,7 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
         });
         beat();
         const outcome = toResult(result);
-        await recordResult(deps.backupsDir, input, outcome);
+        await recordResult(deps.backupsDir, keyed, outcome);
         return outcome;
       } catch (err) {
         throw toFailure(err);
@@ -163,6 +197,11 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
       }
     },
   };
+}
+
+function sameFingerprint(a: string, b: string): boolean {
+  const norm = (f: string) => f.trim().toLowerCase().replace(/^md5:/, '');
+  return norm(a) === norm(b);
 }
 
 /** The last committed sync's result, next to the manifest (dosvob's data, not the user's image). */
@@ -202,6 +241,8 @@ function asHeartbeat(details: unknown): TransferHeartbeat | undefined {
 function toResult(r: SyncVolumeResult): TransferVolumeResult {
   return {
     volumeName: r.volumeName,
+    storeKey: r.storeKey,
+    ...(r.versionId !== undefined ? { versionId: r.versionId } : {}),
     imagePath: r.imagePath,
     manifestPath: r.manifestPath,
     sizeBytes: r.sizeBytes,

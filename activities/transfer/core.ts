@@ -27,6 +27,7 @@ import {
   type StagingPlan,
 } from '../store/staging.js';
 import { VolumeStore, type RecoveryOutcome, type StoreHooks } from '../store/store.js';
+import { claimStoreKey } from '../store/identity.js';
 import { exists } from '../store/fsutil.js';
 import {
   ConnectionLostError,
@@ -37,9 +38,10 @@ import {
   StoreFormatError,
   TransferCancelledError,
   TransferError,
+  TransferStalledError,
   VolumeBusyError,
 } from './errors.js';
-import { agentCommand } from './agent.js';
+import { pythonAgent, type RemoteAgent } from './agent.js';
 import { AgentGoneError, AgentSession, type AgentHello } from './session.js';
 import { connectSsh, type SshConnection, type SshTarget } from './ssh.js';
 
@@ -52,6 +54,8 @@ export const DEFAULT_BLOCK_SIZE = 1 << 20;
  */
 export const DEFAULT_STRIPES = 4;
 export const DEFAULT_SEGMENT_BYTES = 64 << 20;
+/** Long enough for a droplet's slowest honest pause (a lazily loaded volume's first reads), short next to the run. */
+export const DEFAULT_STALL_TIMEOUT_MS = 3 * 60_000;
 
 export type Compression = 'auto' | 'never' | 'always';
 
@@ -76,6 +80,13 @@ export interface TransferProgress {
 export interface SyncVolumeOptions {
   backupsDir: string;
   volumeName: string;
+  /** The store to sync into (activities/store/identity.ts: `<name>` or `<name>@<region>`). Default: volumeName. */
+  storeKey?: string;
+  /** The volume's region and the run, recorded in the version this sync makes. */
+  region?: string;
+  runId?: string;
+  /** Keep older versions (default true; see OpenStoreOptions.keepVersions). */
+  keepVersions?: boolean;
   volumeId: string;
   /** Expected size; the device's own size wins (a resized volume is handled). */
   sizeBytes?: number;
@@ -112,16 +123,21 @@ export interface SyncVolumeOptions {
   signal?: AbortSignal;
   onProgress?: (p: TransferProgress) => void;
   log?: (msg: string) => void;
-  hooks?: StoreHooks & {
-    /** Replace the remote command (tests: fault injection, fake agents). */
-    agentCommand?: (defaultCommand: string) => string;
-    /** Called when a transfer starts, with the point it resumes from. */
-    onPlan?: (info: { resumed: boolean; next: number[]; plan: StagingPlan }) => void;
-  };
+  hooks?: StoreHooks;
+  /** What runs on the droplet; default the python agent (agent.py). */
+  agent?: RemoteAgent;
+  /**
+   * Give up the attempt (retryable TransferStalledError) when a stripe has waited this long for a single byte from the
+   * droplet. Default DEFAULT_STALL_TIMEOUT_MS. SSH keepalives do not count: a hung agent behind a live connection stalls.
+   */
+  stallTimeoutMs?: number;
 }
 
 export interface SyncVolumeResult {
   volumeName: string;
+  /** The store synced into, and the version this sync made (activities/store/versions.ts). */
+  storeKey: string;
+  versionId: string | undefined;
   imagePath: string;
   manifestPath: string;
   sizeBytes: number;
@@ -272,15 +288,16 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
   await mkdir(opts.backupsDir, { recursive: true });
   const store = await VolumeStore.open({
     backupsDir: opts.backupsDir,
-    volumeName: opts.volumeName,
+    volumeName: opts.storeKey ?? (await claimStoreKey(opts.backupsDir, opts.volumeName, opts.region)),
+    keepVersions: opts.keepVersions,
     allowFormatUpgrade: opts.allowFormatUpgrade,
     hooks: opts.hooks,
   });
   const link = new LinkManager(opts.ssh, opts.maxReconnects ?? 3, signal);
-  const agentCmd = opts.hooks?.agentCommand;
-  const startAgent = async (conn: SshConnection) => {
-    return AgentSession.start(conn, opts.devicePath, { command: agentCmd ? agentCmd(agentCommand()) : undefined });
-  };
+  const agent = opts.agent ?? pythonAgent();
+  const stallTimeoutMs = opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+  const startAgent = async (conn: SshConnection) =>
+    AgentSession.start(conn, opts.devicePath, agent, { stallTimeoutMs });
   let incoming: FileHandle | undefined;
   const stripes: StripeState[] = [];
   try {
@@ -431,7 +448,6 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
       }
     }
     const thePlan = plan;
-    opts.hooks?.onPlan?.({ resumed: resumedBlocks > 0, next: stripes.map((s) => s.next), plan: thePlan });
 
     // --- progress
     let lastProgress = 0;
@@ -594,6 +610,7 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
               rethrowDiskFull(err, 'the staging log');
             }
             applyRecordToState(r, { newHashes, base, sizeBytes, blockSize, counters });
+            if (rec.type === 'Z') store.willOverwrite(startAt, take); // keep what it held for older versions, now
             for (let i = 0; i < take; i++) {
               sessionDigest.update(hashAt(newHashes, startAt + i));
               counters.bytesRead += blockLength(startAt + i, sizeBytes, blockSize);
@@ -622,6 +639,7 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
             { type: 'D', index, length: len, hash: rec.hash, dataOffset: 0 },
             { newHashes, base, sizeBytes, blockSize, counters },
           );
+          store.willOverwrite(index); // keep what it held for older versions, while the stream goes on
           sessionDigest.update(rec.hash);
           counters.bytesRead += len;
           s.sinceCheckpointBytes += len;
@@ -659,9 +677,13 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
       // Prefer the most specific error (the first one is often just the others' connection being cut).
       const primary =
         failures.find((e) => !(e instanceof ConnectionLostError) && !(e instanceof AgentGoneError)) ?? failures[0];
-      if (primary instanceof ConnectionLostError || primary instanceof AgentGoneError) {
-        // Only the link failed: every record before each stripe's `next` is fully written, so make them durable
-        // and let the next attempt resume exactly here instead of at the last timed checkpoint.
+      if (
+        primary instanceof ConnectionLostError ||
+        primary instanceof AgentGoneError ||
+        primary instanceof TransferStalledError
+      ) {
+        // Only the link failed (or went silent): every record before each stripe's `next` is fully written, so make
+        // them durable and let the next attempt resume exactly here instead of at the last timed checkpoint.
         for (const s of stripes) if (!s.done) await checkpoint(s).catch(() => undefined);
       }
       if (primary instanceof AgentGoneError) throw new ConnectionLostError(primary.message);
@@ -694,6 +716,8 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
         digest,
         zeroBlocks,
         origin: 'sync',
+        region: opts.region ?? null,
+        runId: opts.runId ?? null,
       },
       hashes: newHashes,
     };
@@ -723,6 +747,8 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
     report(true);
     return {
       volumeName: opts.volumeName,
+      storeKey: store.paths.volumeName,
+      versionId: store.manifest?.header.versionId,
       imagePath: store.paths.image,
       manifestPath: store.paths.manifest,
       sizeBytes,

@@ -65,3 +65,32 @@ export class TransferCancelledError extends TransferError {
     this.name = 'TransferCancelledError';
   }
 }
+
+/** No byte arrived from the droplet for the stall limit. Retryable: the next attempt resumes from the staging log. */
+export class TransferStalledError extends TransferError {
+  constructor(readonly stallTimeoutMs: number) {
+    super(
+      `no data from the droplet for ${Math.round(stallTimeoutMs / 1000)} s: the transfer stalled; giving up this attempt (the next resumes where it stopped)`,
+      'TransferStalled',
+      true,
+    );
+    this.name = 'TransferStalledError';
+  }
+}
+
+/**
+ * The store worker derives the run's SSH keys from its own key_secret; the run was started by a worker with another.
+ * No retry can succeed on this worker.
+ */
+export class KeySecretMismatchError extends TransferError {
+  constructor(expectedFingerprint: string, derivedFingerprint: string) {
+    super(
+      `this worker's key_secret differs from the one that started the run: the run's SSH key is ${expectedFingerprint}, ` +
+        `this worker derives ${derivedFingerprint}. Give every worker of this installation the same key_secret ` +
+        '(conf.json or DOSVOB_KEY_SECRET)',
+      'KeySecretMismatch',
+      false,
+    );
+    this.name = 'KeySecretMismatchError';
+  }
+}

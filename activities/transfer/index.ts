@@ -17,4 +17,4 @@ export {
   type TransferProgress,
 } from './core.js';
 export * from './errors.js';
-export { PROTOCOL_VERSION, agentCommand } from './agent.js';
+export { PROTOCOL_VERSION, agentCommand, pythonAgent, type RemoteAgent } from './agent.js';

@@ -1,7 +1,7 @@
 // One agent session: an exec channel running the python agent, its hello, its job, its record stream.
 import type { ClientChannel } from 'ssh2';
-import { PROTOCOL_VERSION, agentCode, agentCommand } from './agent.js';
-import { ProtocolMismatchError, RemoteAgentError } from './errors.js';
+import { PROTOCOL_VERSION, type RemoteAgent } from './agent.js';
+import { ProtocolMismatchError, RemoteAgentError, TransferStalledError } from './errors.js';
 import { StreamReader } from './reader.js';
 import { execChannel, type SshConnection } from './ssh.js';
 import type { BlockRange } from '../store/staging.js';
@@ -42,10 +42,15 @@ export type AgentRecord =
 export class AgentSession {
   private stderr = '';
   private exit: { code: number | null; signal?: string } | undefined;
+  /** The channel closed: by then its exit status and stderr have arrived. */
+  private readonly closed: Promise<void>;
   readonly reader: StreamReader;
 
-  private constructor(readonly channel: ClientChannel) {
-    this.reader = new StreamReader(channel);
+  private constructor(
+    readonly channel: ClientChannel,
+    stallTimeoutMs: number | undefined,
+  ) {
+    this.reader = new StreamReader(channel, { stallTimeoutMs });
     channel.stderr.on('data', (d: Buffer) => {
       if (this.stderr.length < 65536) this.stderr += d.toString('utf8');
     });
@@ -53,25 +58,27 @@ export class AgentSession {
       this.exit = { code, signal };
     });
     channel.on('error', () => undefined);
+    this.closed = new Promise((resolve) => channel.once('close', () => resolve()));
   }
 
   /** Start the agent and read its hello. */
   static async start(
     conn: SshConnection,
     device: string,
-    opts: { command?: string } = {},
+    agent: RemoteAgent,
+    opts: { stallTimeoutMs?: number } = {},
   ): Promise<{ session: AgentSession; hello: AgentHello; rttMs: number }> {
     const t0 = performance.now();
-    const channel = await execChannel(conn.client, opts.command ?? agentCommand());
+    const channel = await execChannel(conn.client, agent.command);
     // Opening a channel and a wanted-reply exec request: two round trips at the SSH level (a TCP-terminating
     // middlebox hides the real RTT from the TCP handshake, not from this).
     const rttMs = (performance.now() - t0) / 2;
-    const session = new AgentSession(channel);
+    const session = new AgentSession(channel, opts.stallTimeoutMs);
     try {
       const req = Buffer.from(JSON.stringify({ protocol: PROTOCOL_VERSION, device }), 'utf8');
       const len = Buffer.alloc(4);
       len.writeUInt32BE(req.length);
-      await session.write(Buffer.concat([agentCode(), len, req]));
+      await session.write(Buffer.concat([agent.code, len, req]));
       const hello = await session.readHello();
       return { session, hello, rttMs };
     } catch (err) {
@@ -84,7 +91,8 @@ export class AgentSession {
     let tag: string;
     try {
       tag = (await this.reader.read(1)).toString('latin1');
-    } catch {
+    } catch (err) {
+      if (err instanceof TransferStalledError) throw err;
       throw await this.deadAgentError('before its hello');
     }
     if (tag === 'X') throw classifyAgentMessage(await this.readString());
@@ -115,7 +123,8 @@ export class AgentSession {
     let tag: string;
     try {
       tag = (await this.reader.read(1)).toString('latin1');
-    } catch {
+    } catch (err) {
+      if (err instanceof TransferStalledError) throw err;
       throw await this.deadAgentError('mid-stream');
     }
     try {
@@ -142,7 +151,12 @@ export class AgentSession {
           throw new ProtocolMismatchError(`unexpected record ${JSON.stringify(tag)} from the remote agent`);
       }
     } catch (err) {
-      if (err instanceof RemoteAgentError || err instanceof ProtocolMismatchError) throw err;
+      if (
+        err instanceof RemoteAgentError ||
+        err instanceof ProtocolMismatchError ||
+        err instanceof TransferStalledError
+      )
+        throw err;
       throw await this.deadAgentError('mid-record');
     }
   }
@@ -161,9 +175,15 @@ export class AgentSession {
     });
   }
 
-  /** Give the agent a moment to exit so its stderr/exit code explain the failure. */
+  /**
+   * Wait for the channel to close so the agent's stderr and exit code explain the failure: on the event, not for a
+   * fixed while that a slow machine outlasts (and then reports a missing python3 as a retryable lost agent).
+   */
   private async deadAgentError(when: string): Promise<Error> {
-    for (let i = 0; i < 20 && !this.exit; i++) await new Promise((r) => setTimeout(r, 25));
+    let bound: NodeJS.Timeout | undefined;
+    // A bound only for a channel that never closes (the connection hangs): the stall timeout covers that case.
+    await Promise.race([this.closed, new Promise((r) => (bound = setTimeout(r, 10_000)))]);
+    clearTimeout(bound);
     const stderr = this.stderr.trim();
     if (this.exit?.code === 127 || /python3?: (command )?not found|No such file or directory/i.test(stderr)) {
       return new RemoteAgentError(

@@ -1,6 +1,7 @@
 // `dosvob cancel`: cancel the running run, wait for its cleanup, and list what the cleanup deleted.
 import { CancelledFailure, WorkflowFailedError } from '@temporalio/client';
 import type { RunProgress } from '../../workflows/types';
+import { CLEANUP_WORKFLOW_TYPE } from '../ids';
 import type { Output } from '../output';
 import { runningRunId } from '../run-state';
 import type { Session } from '../session';
@@ -9,6 +10,8 @@ export interface CancelOutcome {
   cancelled: boolean;
   workflowId: string;
   runId: string | undefined;
+  /** A backup run, or `dosvob cleanup`'s run (which holds the same workflow id). */
+  kind: 'backup' | 'cleanup' | undefined;
   /** How the run ended: cancelled, or finished before the cancellation reached it. */
   ended: 'cancelled' | 'completed' | 'failed' | undefined;
   /** What the run's cleanup (and the run before it) deleted; undefined when no worker answered the query. */
@@ -22,6 +25,7 @@ export async function cancel(session: Session, out: Output): Promise<CancelOutco
     cancelled: false,
     workflowId: ids.workflowId,
     runId,
+    kind: undefined,
     ended: undefined,
     deleted: undefined,
   };
@@ -31,12 +35,19 @@ export async function cancel(session: Session, out: Output): Promise<CancelOutco
     return outcome;
   }
   const run = client.workflow.getHandle(ids.workflowId, runId);
-  const parent = (await run.describe()).parentExecution;
+  const description = await run.describe();
+  const kind = description.type === CLEANUP_WORKFLOW_TYPE ? 'cleanup' : 'backup';
+  outcome.kind = kind;
+  const parent = description.parentExecution;
   // A schedule's launcher waits for its run: cancelling the launcher cancels the run too, and ends both as cancelled
   // (cancelling only the run would leave the launcher "failed").
   const target = parent?.workflowId ? client.workflow.getHandle(parent.workflowId, parent.runId ?? undefined) : run;
   await target.cancel();
-  out.line(`cancelling backup run ${runId}; waiting for its cleanup to delete what it created...`);
+  out.line(
+    kind === 'cleanup'
+      ? `cancelling cleanup run ${runId}; waiting for the deletions in flight...`
+      : `cancelling backup run ${runId}; waiting for its cleanup to delete what it created...`,
+  );
   outcome.cancelled = true;
   try {
     await run.result();
@@ -49,7 +60,8 @@ export async function cancel(session: Session, out: Output): Promise<CancelOutco
   const progress = await client
     .withDeadline(Date.now() + 15_000, () => run.query<RunProgress>('progress'))
     .catch(() => undefined);
-  outcome.deleted = progress?.deleted;
+  // A cleanup run's deletions are all leftovers of earlier runs: `swept`.
+  outcome.deleted = kind === 'cleanup' ? progress?.swept : progress?.deleted;
   out.line(
     outcome.ended === 'cancelled'
       ? 'the run is cancelled'

@@ -6,9 +6,10 @@ import type { Session } from '../session';
 
 export function runsTable(runs: readonly RunSummary[]): string[] {
   return table(
-    ['START', 'OUTCOME', 'DURATION', 'VOLUMES', 'TRANSFERRED', 'COST', 'RUN'],
+    ['START', 'KIND', 'OUTCOME', 'DURATION', 'VOLUMES', 'TRANSFERRED', 'COST', 'RUN'],
     runs.map((r) => [
       formatTime(new Date(r.start)),
+      r.kind,
       r.outcome,
       r.durationMs === undefined ? '-' : formatDuration(r.durationMs),
       r.volumes === undefined ? '-' : r.volumesFailed ? `${r.volumes} (${r.volumesFailed} failed)` : String(r.volumes),
@@ -19,10 +20,20 @@ export function runsTable(runs: readonly RunSummary[]): string[] {
   );
 }
 
+/** The versions runs made, one line per run: `RUN: web-data (nyc3) 20261202T134500Z-1a2b3c, ...`. */
+export function versionsMade(runs: readonly RunSummary[]): string[] {
+  return runs
+    .filter((r) => r.versions?.length)
+    .map((r) => `${r.runId}: ${r.versions!.map((v) => `${v.volume} (${v.region}) ${v.version}`).join(', ')}`);
+}
+
 export async function runs(session: Session, out: Output, options: { limit: number }): Promise<RunSummary[]> {
   const list = await listRuns(session.client, session.ids, options.limit);
   out.json(list);
   if (list.length === 0) out.line('no backup runs yet');
   else for (const line of runsTable(list)) out.line(line);
+  const made = list.filter((r) => r.versions?.length);
+  if (made.length > 0) out.line('');
+  for (const line of versionsMade(made)) out.line(line);
   return list;
 }

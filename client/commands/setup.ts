@@ -1,6 +1,7 @@
 // `dosvob setup`: register dosvob's search attributes (DosvobVolumes, DosvobOutcome) on the namespace, once per
 // cluster. The embedded dev server registers them itself; other clusters (the Docker stack, Temporal Cloud needs
-// `tcld`) run this. Idempotent; `--wait` retries while a freshly started server is still coming up.
+// `tcld`) run this. Idempotent; `--wait` waits for a freshly started server (and its namespace) to come up.
+import { isGrpcServiceError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { SEARCH_ATTRIBUTES } from '../../common/search-attributes';
 import { UserError } from '../errors';
@@ -44,30 +45,40 @@ async function registerOnce(session: OpenSession): Promise<SetupOutcome> {
   return outcome;
 }
 
+/** gRPC's status code NOT_FOUND (@grpc/grpc-js is the SDK's dependency, not ours). */
+const GRPC_NOT_FOUND = 5;
+
+/** A namespace not (yet) known to the server: what a freshly started `temporalio/auto-setup` answers for a while. */
+function isNamespaceNotFound(err: unknown): boolean {
+  return isGrpcServiceError(err) && err.code === GRPC_NOT_FOUND;
+}
+
 export async function setup(
-  open: () => Promise<OpenSession>,
+  open: (connectTimeoutMs: number) => Promise<OpenSession>,
   out: Output,
   options: { waitMs?: number } = {},
 ): Promise<SetupOutcome> {
-  const deadline = Date.now() + (options.waitMs ?? 0);
-  for (let attempt = 1; ; attempt++) {
-    let session: OpenSession | undefined;
-    try {
-      session = await open();
-      const outcome = await registerOnce(session);
-      for (const name of outcome.registered) out.line(`registered search attribute ${name} on ${outcome.namespace}`);
-      for (const name of outcome.alreadyRegistered)
-        out.line(`search attribute ${name} already registered on ${outcome.namespace}`);
-      out.json(outcome);
-      return outcome;
-    } catch (err) {
-      // A server just started by `docker compose up` refuses connections, then lacks the namespace for a while.
-      if (err instanceof UserError && err.exitCode === 2) throw err;
-      if (Date.now() >= deadline) throw err;
-      if (attempt === 1) out.note('dosvob: Temporal is not ready yet; waiting...');
-      await new Promise((r) => setTimeout(r, 2000));
-    } finally {
-      await session?.close();
+  const waitMs = options.waitMs ?? 0;
+  const deadline = Date.now() + waitMs;
+  // Reaching a server that is still starting is the SDK's own connection retry (its connect timeout). A server that
+  // is up but has not created its namespace yet answers NOT_FOUND, which no SDK retry covers: that is waited out here.
+  const session = await open(waitMs > 0 ? waitMs : 10_000);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const outcome = await registerOnce(session);
+        for (const name of outcome.registered) out.line(`registered search attribute ${name} on ${outcome.namespace}`);
+        for (const name of outcome.alreadyRegistered)
+          out.line(`search attribute ${name} already registered on ${outcome.namespace}`);
+        out.json(outcome);
+        return outcome;
+      } catch (err) {
+        if (!isNamespaceNotFound(err) || Date.now() >= deadline) throw err;
+        if (attempt === 1) out.note(`dosvob: namespace ${session.namespace} does not exist yet; waiting...`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     }
+  } finally {
+    await session.close();
   }
 }

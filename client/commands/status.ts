@@ -1,15 +1,18 @@
 // `dosvob status`: the running run's progress, or else the last run's result.
 import { workflowUiLink } from '../connect';
+import { CLEANUP_WORKFLOW_TYPE } from '../ids';
 import { formatTime, type Output } from '../output';
 import { describeVolume, RateMeter, summaryLine, viewOf, type RunView } from '../progress';
 import { RunReader, runningRunId } from '../run-state';
 import { listRuns, type RunSummary } from '../runs';
 import type { Session } from '../session';
-import { runsTable } from './runs';
+import { runsTable, versionsMade } from './runs';
 
 export type Status =
   | {
       running: true;
+      /** A backup run, or `dosvob cleanup`'s run (which holds the same workflow id). */
+      kind: 'backup' | 'cleanup';
       workflowId: string;
       runId: string;
       start: string;
@@ -27,8 +30,10 @@ export async function status(session: Session, out: Output): Promise<Status> {
     const state = await new RunReader(client, client.workflow.getHandle(ids.workflowId, runId)).read();
     const view = viewOf(state, new RateMeter());
     const link = workflowUiLink(session.uiUrl, session.namespace, ids.workflowId, runId);
+    const kind = state.type === CLEANUP_WORKFLOW_TYPE ? 'cleanup' : 'backup';
     const result: Status = {
       running: true,
+      kind,
       workflowId: ids.workflowId,
       runId,
       start: state.startTime.toISOString(),
@@ -39,9 +44,12 @@ export async function status(session: Session, out: Output): Promise<Status> {
     };
     out.json(result);
     out.line(
-      `backup run ${runId} in progress since ${formatTime(state.startTime)}${state.parent ? ` (started by ${state.parent.workflowId})` : ''}`,
+      `${kind} run ${runId} in progress since ${formatTime(state.startTime)}${state.parent ? ` (started by ${state.parent.workflowId})` : ''}`,
     );
-    if (view) {
+    if (kind === 'cleanup') {
+      const swept = state.progress?.swept ?? [];
+      out.line(swept.length === 0 ? '  nothing deleted yet' : `  deleted so far: ${swept.join(', ')}`);
+    } else if (view) {
       out.line(summaryLine(view));
       for (const v of view.volumes) out.line(`  ${describeVolume(v)}`);
     } else {
@@ -58,6 +66,7 @@ export async function status(session: Session, out: Output): Promise<Status> {
   } else {
     out.line('no backup run is in progress; the last one:');
     for (const line of runsTable([last])) out.line(`  ${line}`);
+    for (const line of versionsMade([last])) out.line(`  versions: ${line.slice(line.indexOf(': ') + 2)}`);
     if (last.message) out.line(`  ${last.message}`);
   }
   return result;

@@ -13,7 +13,7 @@ import type { BackupResult } from '../../workflows/types';
 import { formatBytes } from '../../workflows/util';
 import { workflowUiLink } from '../connect';
 import { ExitCode, rootApplicationFailure } from '../errors';
-import { WORKFLOW_TYPE, baseInput } from '../ids';
+import { CLEANUP_WORKFLOW_TYPE, WORKFLOW_TYPE, baseInput } from '../ids';
 import type { Output } from '../output';
 import { preflight, runDetails, runSummary } from '../preflight';
 import { createDisplay, RateMeter, viewOf } from '../progress';
@@ -38,7 +38,7 @@ export interface SyncOutcome {
 export function formatResult(result: BackupResult): string[] {
   const lines = result.volumes.map(
     (v) =>
-      `  ${v.ok ? 'ok    ' : 'FAILED'} ${v.region}/${v.name}: ${v.ok ? `${formatBytes(v.bytesTransferred)} transferred, ${v.blocksChanged} blocks changed, ${(v.durationMs / 1000).toFixed(1)} s` : v.error}`,
+      `  ${v.ok ? 'ok    ' : 'FAILED'} ${v.region}/${v.name}: ${v.ok ? `${formatBytes(v.bytesTransferred)} transferred, ${v.blocksChanged} blocks changed, ${(v.durationMs / 1000).toFixed(1)} s${v.version ? `, version ${v.version}` : ''}` : v.error}`,
   );
   lines.push(
     `  ${result.message}; ${(result.durationMs / 1000).toFixed(1)} s; estimated cost $${result.estimatedCostUsd.toFixed(4)}`,
@@ -85,17 +85,29 @@ export async function sync(
 ): Promise<SyncOutcome> {
   const volumes = options.volumes ?? (await preflight(config));
   const { client, ids } = session;
-  const before = await runningRunId(client, ids.workflowId);
-  const handle = await client.workflow.start(WORKFLOW_TYPE, {
-    taskQueue: ids.taskQueue,
-    workflowId: ids.workflowId,
-    // Attach to the run in progress (whoever started it) instead of failing: one run at a time.
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-    args: [{ ...baseInput(ids), ...session.input }],
-    staticSummary: runSummary(volumes, config.regions),
-    staticDetails: `${runDetails(volumes)}\n\nstarted by \`dosvob sync\` on ${hostname()}`,
-  });
-  const description = await handle.describe();
+  let before: string | undefined;
+  let handle: WorkflowHandle;
+  let description: Awaited<ReturnType<WorkflowHandle['describe']>>;
+  for (;;) {
+    before = await runningRunId(client, ids.workflowId);
+    handle = await client.workflow.start(WORKFLOW_TYPE, {
+      taskQueue: ids.taskQueue,
+      workflowId: ids.workflowId,
+      // Attach to the run in progress (whoever started it) instead of failing: one run at a time.
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      args: [{ ...baseInput(ids), ...session.input }],
+      staticSummary: runSummary(volumes, config.regions),
+      staticDetails: `${runDetails(volumes)}\n\nstarted by \`dosvob sync\` on ${hostname()}`,
+    });
+    description = await handle.describe();
+    if (description.type !== CLEANUP_WORKFLOW_TYPE) break;
+    // `dosvob cleanup` holds the workflow id: a backup starts once it is done (it takes seconds).
+    out.line(`a cleanup run is in progress (${description.runId}); waiting for it to end`);
+    await client.workflow
+      .getHandle(ids.workflowId, description.runId)
+      .result()
+      .catch(() => undefined);
+  }
   const runId = description.runId;
   // Ours only if it was not running before and no schedule's launcher started it in between.
   const attached = before === runId || description.parentExecution !== undefined;

@@ -794,6 +794,10 @@ async function main(): Promise<void> {
     rmSync(WORK, { recursive: true, force: true });
   }
   process.stdout.write(`${writeReport(started)}\n`);
+  process.stdout.write(
+    '\nOther scenarios: npm run bench:concurrency (orchestration), npm run bench:versions (kept versions: syncs ' +
+      'with versions on vs off, store growth, restore of a version vs cp --sparse=always).\n',
+  );
 }
 
 function writeReport(started: number): string {

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { msToTs } from '@temporalio/common/lib/time';
 import { after, before, describe, it } from 'node:test';
-import { EPHEMERAL_TAG } from '../../common/names';
+import { installationId } from '../../common/installation';
+import { EPHEMERAL_TAG, installationTag } from '../../common/names';
 import type { CancelOutcome } from '../../client/commands/cancel';
 import type { CleanupOutcome } from '../../client/commands/cleanup';
 import type { Status } from '../../client/commands/status';
@@ -147,36 +148,53 @@ describe('dosvob CLI', () => {
     assert.equal(list[1]!.volumesFailed, 1);
     const text = await cli(['runs', '--limit', '2'], env);
     const lines = text.stdout.trim().split('\n');
-    assert.match(lines[0] ?? '', /^START +OUTCOME +DURATION +VOLUMES +TRANSFERRED +COST +RUN$/);
+    assert.match(lines[0] ?? '', /^START +KIND +OUTCOME +DURATION +VOLUMES +TRANSFERRED +COST +RUN$/);
     assert.equal(lines.length, 3, 'header and two runs');
     const status = parseJson<Status>(await cli(['status', '--json'], env));
     assert.ok(!status.running && status.last?.outcome === 'cancelled');
   });
 
   it('cleanup --dry-run lists leftovers; cleanup deletes them and nothing else', async () => {
-    const tags = [EPHEMERAL_TAG];
+    // The installation the harness's workers (and this CLI's conf.json) make up.
+    const id = installationId(undefined, {
+      keySecret: h.config.keySecret ?? '',
+      namespace: 'default',
+      taskQueue: h.taskQueue,
+    });
+    const tags = [EPHEMERAL_TAG, installationTag(id)];
     const left = await h.sim.createVolume({
-      name: 'dosvob-ephemeral-0123456789-db-data',
+      name: `dosvob-ephemeral-${id}-0123456789-db-data`,
       region: 'nyc3',
       sizeGigabytes: 1,
       tags,
     });
     await h.sim.createVolume({ name: 'dosvob-ephemeral-lookalike', region: 'nyc3', sizeGigabytes: 1 }); // no tag: not ours
+    // Another installation's, in flight as far as anyone can tell: not ours either.
+    await h.sim.createVolume({
+      name: 'dosvob-ephemeral-elsewhere-0123456789-db-data',
+      region: 'nyc3',
+      sizeGigabytes: 1,
+      tags: [EPHEMERAL_TAG, installationTag('elsewhere')],
+    });
     h.sim.addSshKey(
-      'dosvob-ephemeral-0123456789-key',
+      `dosvob-ephemeral-${id}-0123456789-key`,
       'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJgL6Ea5FE6qZfbgEqBvJmNq1ZcYFU4PrvHmZTHn0Fy0 x',
     );
     const dry = parseJson<CleanupOutcome>(await cli(['cleanup', '--dry-run', '--json'], env));
     assert.deepEqual(
       dry.leftovers.map((r) => `${r.kind} ${r.name} ${r.deleted}`),
-      ['volume dosvob-ephemeral-0123456789-db-data false', 'ssh_key dosvob-ephemeral-0123456789-key false'],
+      [`volume ${left.name} false`, `ssh_key dosvob-ephemeral-${id}-0123456789-key false`],
     );
-    assert.equal(h.sim.liveResources().volumes.length, 3, 'a dry run deletes nothing');
+    assert.equal(h.sim.liveResources().volumes.length, 4, 'a dry run deletes nothing');
     const r = await cli(['cleanup'], env);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`deleted volume ${left.name}`));
     const live = h.sim.liveResources();
-    assert.deepEqual(live.volumes.map((v) => v.name).sort(), ['db-data', 'dosvob-ephemeral-lookalike']);
+    assert.deepEqual(live.volumes.map((v) => v.name).sort(), [
+      'db-data',
+      'dosvob-ephemeral-elsewhere-0123456789-db-data',
+      'dosvob-ephemeral-lookalike',
+    ]);
     assert.deepEqual(live.sshKeys, []);
     const none = await cli(['cleanup'], env);
     assert.match(none.stdout, /no leftovers of earlier runs/);
@@ -243,5 +261,41 @@ describe('dosvob setup', () => {
     } finally {
       await connection.close();
     }
+  });
+
+  it('--wait waits for a namespace the server has not created yet (as a fresh auto-setup server answers)', async () => {
+    const { connect, uniqueId } = await import('../support/temporal');
+    const { connection } = await connect();
+    try {
+      const namespace = uniqueId('dosvob-late');
+      const env = { TEMPORAL_ADDRESS: process.env.TEMPORAL_ADDRESS ?? '', TEMPORAL_NAMESPACE: namespace };
+      const setup = cli(['setup', '--wait', '120', '--json'], env);
+      await waitFor('setup to wait for the namespace', async () =>
+        /namespace \S+ does not exist yet; waiting/.test(setup.stderrSoFar()),
+      );
+      await connection.workflowService.registerNamespace({
+        namespace,
+        workflowExecutionRetentionPeriod: msToTs('1 day'),
+      });
+      const r = await setup;
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(parseJson<{ registered: string[] }>(r).registered.sort(), ['DosvobOutcome', 'DosvobVolumes']);
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('--wait gives up on an address where no server ever answers, in one line', async () => {
+    const net = await import('node:net');
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port: p } = probe.address() as { port: number };
+        probe.close(() => resolve(p));
+      });
+    });
+    const r = await cli(['setup', '--wait', '1'], { TEMPORAL_ADDRESS: `127.0.0.1:${port}` });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`^dosvob: cannot reach Temporal at 127\\.0\\.0\\.1:${port}`));
+    assert.equal(r.stderr.trim().split('\n').length, 1);
   });
 });

@@ -116,4 +116,28 @@ describe('dosvob images', () => {
     assert.equal(db.finishedInterruptedUpdate, false, 'finished once');
     assert.equal(db.verify?.badBlocks, 0);
   });
+
+  it('lists a damaged manifest and an odd-named image each with its state, and the others as before', async () => {
+    const dev = device('logs-data');
+    await makeDevice(dev, 4 * MiB, MiB, () => 'random');
+    await sync(d, h.backupsDir, dev, { volumeName: 'logs-data', blockSize: MiB });
+    const manifest = storePaths(h.backupsDir, 'logs-data').manifest;
+    const fh = await open(manifest, 'r+');
+    await fh.write(Buffer.from('rot'), 0, 3, (await fh.stat()).size - 50);
+    await fh.close();
+    const odd = await open(join(h.backupsDir, 'old disk copy.img'), 'w');
+    await odd.close();
+
+    const r = await cli(['images', '--json'], env);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const states = Object.fromEntries(parseJson<ImagesOutcome>(r).images.map((i) => [i.volumeName, i.state]));
+    assert.equal(states['logs-data'], 'corrupt-manifest');
+    assert.equal(states['old disk copy'], 'unsupported-name');
+    assert.equal(states['db-data'], 'ok');
+    const table = await cli(['images'], env);
+    assert.match(
+      table.stdout,
+      /^logs-data +4\.0 MiB .* corrupt-manifest: .*damaged.*the next sync re-hashes the image/m,
+    );
+  });
 });

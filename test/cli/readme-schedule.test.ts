@@ -128,7 +128,7 @@ describe('README schedule command lines', () => {
           }
           return undefined;
         },
-        20_000,
+        60_000,
       );
       assert.ok(
         run.parentExecution?.workflowId?.startsWith(env.DOSVOB_SCHEDULED_WORKFLOW_ID!),

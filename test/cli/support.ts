@@ -60,6 +60,8 @@ function capture(): { stream: PassThrough; text(): string } {
 export interface InProcessRun extends Promise<CliResult> {
   /** stdout so far, while the command still runs. */
   stdoutSoFar(): string;
+  /** stderr so far, while the command still runs. */
+  stderrSoFar(): string;
 }
 
 /** `dosvob ARGS` in this process, with the run's waits shortened (FAST_TIMINGS) and a quick refresh. */
@@ -74,7 +76,7 @@ export function cli(args: string[], env: Record<string, string>, refreshMs = 200
     refreshMs,
     plainEveryMs: 500,
   }).then((code) => ({ code, stdout: out.text(), stderr: err.text() }));
-  return Object.assign(done, { stdoutSoFar: () => out.text() });
+  return Object.assign(done, { stdoutSoFar: () => out.text(), stderrSoFar: () => err.text() });
 }
 
 /** `dosvob ARGS` as its own process, as a user runs it. */
@@ -100,10 +102,11 @@ export function parseJson<T>(r: CliResult): T {
   }
 }
 
+/** Poll `fn` (100 ms between polls) until it gives a value; `timeoutMs` only bounds a failure (one loaded core). */
 export async function waitFor<T>(
   what: string,
   fn: () => Promise<T | undefined | false>,
-  timeoutMs = 20_000,
+  timeoutMs = 60_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;

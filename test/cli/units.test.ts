@@ -17,6 +17,7 @@ function state(progress: RunProgress, transfers: RunState['transfers'] = new Map
   return {
     workflowId: 'dosvob-backup',
     runId: 'r1',
+    type: 'backupWorkflow',
     status: 'RUNNING',
     startTime: new Date(0),
     closeTime: undefined,

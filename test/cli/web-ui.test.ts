@@ -1,7 +1,6 @@
 // A run is readable in Temporal's own web UI, without our CLI: checked in a real headless Chromium against the
 // suite's dev server UI — find the run in the workflow list, read its summary, its current details while it runs,
 // and its search attributes.
-import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,6 +9,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import type { Status } from '../../client/commands/status';
 import type { SyncOutcome } from '../../client/commands/sync';
 import { startHarness, type Harness } from '../support/harness';
+import { skipUnlessPresent } from '../support/shared-material';
 import { cli, cliEnv, parseJson, startFakeStore, waitFor } from './support';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -25,7 +25,7 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-/** Why the browser test cannot run here; in CI that is a failure, not a skip (CI installs Chromium). */
+/** Why the browser test cannot run here: skipped, but in CI a failure (CI installs Chromium). */
 function missing(): string | undefined {
   if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (apt-get install chromium)`;
   if (!process.env.DOSVOB_TEST_UI_URL) return 'DOSVOB_TEST_UI_URL is not set (run the tests with `npm test`)';
@@ -33,11 +33,7 @@ function missing(): string | undefined {
 }
 
 describe('the Temporal web UI shows a run', () => {
-  const why = missing();
-  if (why && process.env.CI === 'true') {
-    it('has what it needs in CI', () => assert.fail(why));
-    return;
-  }
+  const why = skipUnlessPresent(missing());
   let h: Harness;
   let env: Record<string, string>;
   let store: Awaited<ReturnType<typeof startFakeStore>>;
@@ -80,7 +76,7 @@ describe('the Temporal web UI shows a run', () => {
   }
 
   async function text(page: Page, what: string, pattern: RegExp): Promise<string> {
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + 60_000; // a bound for failing only: the UI renders slowly on one loaded core
     for (;;) {
       const body = await allText(page);
       if (pattern.test(body)) return body;

@@ -91,9 +91,27 @@ export class Cloud {
   private later(ms: number, fn: () => void): void {
     const t = setTimeout(() => {
       this.timers.delete(t);
-      if (!this.closed) fn();
+      if (this.closed) return;
+      if (this.held) this.held.push(fn);
+      else fn();
     }, ms);
     this.timers.add(t);
+  }
+
+  /** Transitions (actions ending, droplets becoming active) that came due while held, in order. */
+  private held: (() => void)[] | undefined;
+
+  /**
+   * Hold every state transition until the returned release is called, so a test sees the in-between states
+   * (an action in progress, a droplet still new) however slow the machine, instead of racing a delay.
+   */
+  holdTransitions(): () => void {
+    const held = (this.held ??= []);
+    return () => {
+      if (this.held !== held) return;
+      this.held = undefined;
+      for (const fn of held) if (!this.closed) fn();
+    };
   }
 
   // ---- volumes ----

@@ -42,6 +42,8 @@ export interface DropletSshHooks {
   authorizedKeys: (dropletId: number) => readonly string[];
   dropAfterBytes: () => number | undefined;
   onDrop: () => void;
+  stallAfterBytes: () => number | undefined;
+  onStall: () => void;
 }
 
 interface RunningDroplet {
@@ -127,6 +129,8 @@ export class DropletSshManager {
         spawnCommand: (command) => this.spawnSpec(dropletId, command),
         dropAfterBytes: this.hooks.dropAfterBytes,
         onDrop: this.hooks.onDrop,
+        stallAfterBytes: this.hooks.stallAfterBytes,
+        onStall: this.hooks.onStall,
         killProcessGroup: true,
       });
       try {

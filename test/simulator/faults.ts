@@ -92,8 +92,19 @@ export class FaultInjector {
     return this.faults.sshDropAfterBytes;
   }
 
-  /** The SSH drop fired: it is one-shot. */
+  /** The SSH drop fired: it is one-shot unless `sshDropTimes` asks for more (counted here, not re-armed by a test). */
   sshDropped(): void {
-    delete this.faults.sshDropAfterBytes;
+    const f = this.faults;
+    if (f.sshDropTimes !== undefined && f.sshDropTimes > 1) {
+      f.sshDropTimes--;
+      return;
+    }
+    delete f.sshDropAfterBytes;
+    delete f.sshDropTimes;
+  }
+
+  /** An SSH exec stalled: one-shot, so the next exec (a retry) goes through. */
+  sshStalled(): void {
+    delete this.faults.sshStallAfterBytes;
   }
 }

@@ -4,13 +4,13 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { startSimulator, type Simulator } from './index';
-import { api, contentDigest, num, str } from './test-helpers';
+import { NO_RATE_LIMIT, api, contentDigest, num, str } from './test-helpers';
 
 let sim: Simulator;
 const GIB = 1024 ** 3;
 
 before(async () => {
-  sim = await startSimulator({ snapshotIntervalMs: 0, sshPort: 0, seed: 3 });
+  sim = await startSimulator({ ...NO_RATE_LIMIT, snapshotIntervalMs: 0, sshPort: 0, seed: 3 });
 });
 
 after(async () => {
@@ -49,9 +49,8 @@ void test('a snapshot freezes the bytes; it is a sparse copy', async () => {
   const early = pattern(3 * 1024 * 1024, 1);
   await sim.writeVolume(v.id, 0, early);
   await sim.writeVolume(v.id, GIB + 12345, Buffer.from('middle'));
-  const t0 = Date.now();
   const s1 = await snapshot(v.id, 'first');
-  assert.ok(Date.now() - t0 < 5000, 'a mostly empty 2 GiB snapshot is quick');
+  // Quick because sparse: only the written extents are copied (checked on the blocks, not on a clock).
   const sst = await fs.stat(sim.snapshotFile(s1));
   assert.equal(sst.size, 2 * GIB);
   assert.ok(sst.blocks * 512 < 8 * 1024 * 1024, `snapshot allocates ${sst.blocks * 512} bytes`);

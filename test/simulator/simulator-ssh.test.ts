@@ -3,10 +3,22 @@
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { utils } from 'ssh2';
+import { Client, utils } from 'ssh2';
 import { generateEd25519 } from '../support/exec-ssh-server';
 import { devicePath, startSimulator, type Simulator } from './index';
-import { CONTENT_DIGEST_PY, api, contentDigest, get, num, sshExec, str, waitAction, waitActive } from './test-helpers';
+import {
+  CONTENT_DIGEST_PY,
+  NO_RATE_LIMIT,
+  api,
+  contentDigest,
+  get,
+  num,
+  sshExec,
+  str,
+  waitAction,
+  waitActive,
+  waitFor,
+} from './test-helpers';
 
 let sim: Simulator;
 const user = generateEd25519();
@@ -67,7 +79,13 @@ function target(id: number): { ip: string; port: number } {
 
 before(async () => {
   // sshPort: the default (22), each droplet on its own 127.A.B.C
-  sim = await startSimulator({ actionDelayMs: 30, dropletActiveDelayMs: 30, snapshotIntervalMs: 0, seed: 11 });
+  sim = await startSimulator({
+    ...NO_RATE_LIMIT,
+    actionDelayMs: 30,
+    dropletActiveDelayMs: 30,
+    snapshotIntervalMs: 0,
+    seed: 11,
+  });
   const k = await api(sim, 'POST', '/v2/account/keys', { name: 'user', public_key: user.publicKey });
   fingerprint = str(k.body, 'ssh_key', 'fingerprint');
   await api(sim, 'POST', '/v2/account/keys', { name: 'stranger', public_key: stranger.publicKey });
@@ -144,11 +162,16 @@ void test('a volume is at its device path only while attached', async () => {
   const dev = devicePath('scratch');
   const exists = async (): Promise<boolean> => (await sshExec(ip, port, user.privateKey, `test -e ${dev}`)).code === 0;
   assert.equal(await exists(), false);
-  sim.configure({ actionDelayMs: 1000 });
-  const a = await api(sim, 'POST', `/v2/volumes/${v.id}/actions`, { type: 'attach', droplet_id: id });
-  assert.equal(await exists(), false, 'not while the attach is in progress');
+  // Held, the attach stays in progress however long the SSH round trip takes.
+  const release = sim.holdTransitions();
+  let a: Awaited<ReturnType<typeof api>>;
+  try {
+    a = await api(sim, 'POST', `/v2/volumes/${v.id}/actions`, { type: 'attach', droplet_id: id });
+    assert.equal(await exists(), false, 'not while the attach is in progress');
+  } finally {
+    release();
+  }
   assert.equal(await waitAction(sim, num(a.body, 'action', 'id')), 'completed');
-  sim.configure({ actionDelayMs: 30 });
   assert.equal(await exists(), true);
   const ls = await sshExec(ip, port, user.privateKey, 'ls /dev/disk/by-id');
   assert.equal(ls.stdout.toString(), 'scsi-0DO_Volume_scratch\n');
@@ -170,16 +193,17 @@ void test('a volume is at its device path only while attached', async () => {
 void test('deleting a droplet closes its sessions and its address', async () => {
   const id = await newDroplet('doomed', {});
   const { ip, port } = target(id);
-  const started = Date.now();
-  const long = sshExec(ip, port, user.privateKey, 'sleep 30; echo late').then(
+  let connected: () => void = () => undefined;
+  const isConnected = new Promise<void>((resolve) => (connected = resolve));
+  // Without the close, this would print "late" (and the test would wait the whole sleep to see it).
+  const long = sshExec(ip, port, user.privateKey, 'sleep 30; echo late', () => connected()).then(
     (r) => r.stdout.toString(),
     () => 'closed',
   );
-  await new Promise((r) => setTimeout(r, 200));
+  await isConnected;
   assert.equal((await api(sim, 'DELETE', `/v2/droplets/${id}`)).status, 204);
   const out = await long;
   assert.notEqual(out, 'late\n');
-  assert.ok(Date.now() - started < 5000);
   assert.equal(sim.dropletSsh(id), undefined);
   await assert.rejects(sshExec(ip, port, user.privateKey, 'true'));
 });
@@ -206,5 +230,60 @@ void test('sshDropAfterBytes drops one connection, once', async () => {
   assert.ok(first < 1_000_000, `first transfer was cut (${first})`);
   const second = await sshExec(ip, port, user.privateKey, 'head -c 1000000 /dev/zero');
   assert.equal(second.stdout.length, 1_000_000);
+  assert.equal(sim.faults.sshDropAfterBytes, undefined);
+});
+
+void test('sshStallAfterBytes stalls one exec after that many bytes, with the connection up; once', async () => {
+  const id = await newDroplet('stalling', {});
+  const { ip, port } = target(id);
+  sim.setFaults({ sshStallAfterBytes: 100_000 });
+  let received = 0;
+  let exited = false;
+  const client = new Client();
+  await new Promise<void>((resolve, reject) => {
+    client
+      .on('ready', () => {
+        client.exec('head -c 1000000 /dev/zero', (err, stream) => {
+          if (err) return reject(err);
+          stream.on('data', (d: Buffer) => (received += d.length));
+          stream.on('exit', () => (exited = true));
+          resolve();
+        });
+      })
+      .on('error', reject)
+      .connect({ host: ip, port, username: 'root', privateKey: user.privateKey, hostVerifier: () => true });
+  });
+  try {
+    await waitFor('the first 100 000 bytes', () => received >= 100_000 || undefined);
+    assert.equal(sim.faults.sshStallAfterBytes, undefined, 'one-shot');
+    // The rest never comes while the channel is open (the process is blocked, not finished); a look, not a wait.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(received, 100_000);
+    assert.equal(exited, false);
+  } finally {
+    client.end();
+  }
+  const next = await sshExec(ip, port, user.privateKey, 'head -c 1000000 /dev/zero');
+  assert.equal(next.stdout.length, 1_000_000, 'the next exec goes through');
+});
+
+void test('sshDropTimes: the drop fires that many times, one connection after another', async () => {
+  const id = await newDroplet('flaky-thrice', {});
+  const { ip, port } = target(id);
+  sim.setFaults({ sshDropAfterBytes: 100_000, sshDropTimes: 3 });
+  const lengths: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    lengths.push(
+      await sshExec(ip, port, user.privateKey, 'head -c 1000000 /dev/zero').then(
+        (r) => r.stdout.length,
+        () => -1,
+      ),
+    );
+  }
+  assert.ok(
+    lengths.slice(0, 3).every((n) => n < 1_000_000),
+    lengths.join(),
+  );
+  assert.equal(lengths[3], 1_000_000);
   assert.equal(sim.faults.sshDropAfterBytes, undefined);
 });

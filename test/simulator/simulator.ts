@@ -156,6 +156,14 @@ export class Simulator {
     return { ...this.parts.runtime, sshPort: this.parts.options.sshPort };
   }
 
+  /**
+   * Hold actions and droplet activation where they are (their delays still run) until the returned function is
+   * called: the in-between states stay observable on a machine of any speed.
+   */
+  holdTransitions(): () => void {
+    return this.parts.cloud.holdTransitions();
+  }
+
   /** Replace the fault set (`setFaults({})` clears every fault). */
   setFaults(faults: Faults): void {
     this.parts.faults.set(faults);
@@ -227,6 +235,22 @@ export class Simulator {
   /** Someone deletes the volume outside dosvob (even if attached): it is gone from the API and the disk. */
   async deleteVolumeBehindTheScenes(volumeId: string): Promise<void> {
     await this.parts.cloud.deleteVolumeBehindTheScenes(this.liveVolume(volumeId));
+  }
+
+  /**
+   * Move a live droplet's, volume's or snapshot's creation time `ms` into the past (its `created_at`), as if it had
+   * been made that long ago: for sweeps that judge another installation's leftovers by their age.
+   */
+  backdate(kind: 'droplet' | 'volume' | 'snapshot', id: string | number, ms: number): void {
+    const { state } = this.parts;
+    const rec =
+      kind === 'droplet'
+        ? state.droplet(Number(id))
+        : kind === 'volume'
+          ? state.volume(String(id))
+          : state.snapshot(String(id));
+    if (!rec) throw new Error(`no live ${kind} ${id}`);
+    rec.createdAt -= ms;
   }
 
   /** Add an account SSH key without HTTP (not counted in creationCounts). */
@@ -373,6 +397,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     authorizedKeys: (dropletId) => state.droplets.get(dropletId)?.sshPublicKeys ?? [],
     dropAfterBytes: () => faults.sshDropAfterBytes(),
     onDrop: () => faults.sshDropped(),
+    stallAfterBytes: () => faults.get().sshStallAfterBytes,
+    onStall: () => faults.sshStalled(),
   });
   const cloud = new Cloud(state, disk, faults, ssh, runtime, rng);
   const http = new ApiHttpServer({

@@ -99,6 +99,13 @@ export interface Faults {
   dropletStuckRate?: number;
   /** The next SSH exec that sends more than this many stdout bytes loses its connection (once). */
   sshDropAfterBytes?: number;
+  /** How many connections `sshDropAfterBytes` drops, one after another (default 1). */
+  sshDropTimes?: number;
+  /**
+   * The next SSH exec that sends more than this many stdout bytes stops sending (once): its process and connection
+   * stay up, silent, until the channel closes. A transfer caught mid-way, whatever the machine's speed.
+   */
+  sshStallAfterBytes?: number;
 }
 
 export interface CallLogEntry {

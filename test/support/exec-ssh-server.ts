@@ -26,6 +26,13 @@ export interface ExecSshServerOptions {
   dropAfterBytes?: () => number | undefined;
   /** Called when `dropAfterBytes` dropped a connection (e.g. to make the fault one-shot). */
   onDrop?: () => void;
+  /**
+   * Fault injection: stop sending stdout after this many bytes, the process and the connection staying up, until the
+   * channel closes: a transfer caught mid-way on any machine, however fast.
+   */
+  stallAfterBytes?: () => number | undefined;
+  /** Called when `stallAfterBytes` stalled an exec (e.g. to make the fault one-shot). */
+  onStall?: () => void;
   /** Run each exec in its own process group and kill the whole group when the channel closes. */
   killProcessGroup?: boolean;
 }
@@ -112,10 +119,12 @@ export class ExecSshServer {
             }
           };
           const limit = this.options.dropAfterBytes?.();
+          const stallAt = this.options.stallAfterBytes?.();
           let sent = 0;
           let dropped = false;
+          let stalled = false;
           child.stdout.on('data', (chunk: Buffer) => {
-            if (dropped) return;
+            if (dropped || stalled) return;
             sent += chunk.length;
             if (limit !== undefined && sent > limit) {
               dropped = true;
@@ -124,9 +133,18 @@ export class ExecSshServer {
               this.options.onDrop?.();
               return;
             }
+            if (stallAt !== undefined && sent > stallAt) {
+              stalled = true;
+              child.stdout.pause(); // never resumed: the agent blocks on its next write
+              stream.write(chunk.subarray(0, chunk.length - (sent - stallAt)));
+              this.options.onStall?.();
+              return;
+            }
             if (!stream.write(chunk)) {
               child.stdout.pause();
-              stream.once('drain', () => child.stdout.resume());
+              stream.once('drain', () => {
+                if (!stalled) child.stdout.resume();
+              });
             }
           });
           child.stderr.pipe(stream.stderr);

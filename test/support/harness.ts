@@ -9,6 +9,7 @@ import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { Config } from '../../common/config';
 import { DEFAULT_PRICES } from '../../common/pricing';
+import { DEFAULT_RETENTION_POLICY } from '../../common/retention';
 import { createWorkers, installLogger, runWorkers, type WorkerSetup } from '../../worker/worker';
 import type { BackupInput, BackupResult, Timings } from '../../workflows/types';
 import { startSimulator, type Simulator } from '../simulator';
@@ -62,6 +63,10 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     actionDelayMs: 30,
     dropletActiveDelayMs: 100,
     snapshotIntervalMs: 0,
+    // A test making many runs on one simulator would spend DigitalOcean's 250 a minute sooner the faster the
+    // machine: no budget unless the test is about it (faults.test sets a real limit on a simulator of its own).
+    rateLimitPerMinute: 1_000_000_000,
+    rateLimitPerHour: 1_000_000_000,
     ...options.sim,
   });
   const address = options.address ?? temporalAddress();
@@ -85,6 +90,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     sshPort: sim.options.sshPort,
     schedule: '4h',
     prices: DEFAULT_PRICES,
+    retention: DEFAULT_RETENTION_POLICY,
     sourcePath: undefined,
     ...options.config,
   };

@@ -26,9 +26,15 @@ export interface Droplet {
   close(): Promise<void>;
 }
 
-export async function startDroplet(extra: Partial<ExecSshServerOptions> = {}): Promise<Droplet> {
-  const hostKey = generateEd25519();
-  const clientKey = generateEd25519();
+type KeyPair = { privateKey: string; publicKey: string };
+
+/** A "droplet"; its host key and the client key it accepts are random unless given (e.g. a run's derived keys). */
+export async function startDroplet(
+  extra: Partial<ExecSshServerOptions> = {},
+  keys: { host?: KeyPair; client?: KeyPair } = {},
+): Promise<Droplet> {
+  const hostKey = keys.host ?? generateEd25519();
+  const clientKey = keys.client ?? generateEd25519();
   const faults: Droplet['faults'] = {};
   const server = new ExecSshServer({
     hostKey: hostKey.privateKey,

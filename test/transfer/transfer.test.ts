@@ -4,7 +4,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { copyFile, readFile, stat, writeFile, open, mkdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { agentCommand } from '../../activities/transfer/agent.js';
+import { agentCode, agentCommand, pythonAgent } from '../../activities/transfer/agent.js';
 import {
   ConnectionLostError,
   HostKeyMismatchError,
@@ -166,14 +166,10 @@ void describe('transfer', { concurrency: false }, () => {
     );
     assert.ok(await filesEqual(previous, storePaths(f.backups, 'vol1').image), 'previous image intact');
     assert.equal((await verifyImage(f.backups, 'vol1')).ok, true, 'previous manifest intact');
-    let resumedFrom = -1;
-    const r = await sync(d, f.backups, f.device, {
-      snapshotId: 'snap-2',
-      stripes: 1,
-      hooks: { onPlan: (p) => (resumedFrom = p.next[0] ?? -1) },
-    });
+    const r = await sync(d, f.backups, f.device, { snapshotId: 'snap-2', stripes: 1 });
     assert.equal(r.resumed, true);
-    assert.ok(resumedFrom >= 16, `resumed from block ${resumedFrom}`);
+    // One stripe: the blocks it resumed past are the block it resumed from.
+    assert.ok(r.resumedBlocks >= 16, `resumed from block ${r.resumedBlocks}`);
     assert.ok(await filesEqual(f.device, r.imagePath));
     const resent = r.wireBytesReceived;
     assert.ok(resent <= 24 * MiB - 10 * MiB, `second attempt received ${resent}`);
@@ -272,14 +268,14 @@ void describe('transfer', { concurrency: false }, () => {
 
   void test('protocol version mismatch and a missing python3 are clear errors', async () => {
     const f = await fixture(4 * MiB);
-    const fake = `python3 -c 'import sys,json,struct;sys.stdin.buffer.read(${Buffer.byteLength(agentCommand())});b=json.dumps({"protocol":99,"size":1}).encode();sys.stdout.buffer.write(b"H"+struct.pack(">I",len(b))+b)'`;
-    await assert.rejects(sync(d, f.backups, f.device, { hooks: { agentCommand: () => fake } }), (err) => {
+    const fake = `python3 -c 'import sys,json,struct;sys.stdin.buffer.read(${agentCode().length});b=json.dumps({"protocol":99,"size":1}).encode();sys.stdout.buffer.write(b"H"+struct.pack(">I",len(b))+b)'`;
+    await assert.rejects(sync(d, f.backups, f.device, { agent: { ...pythonAgent(), command: fake } }), (err) => {
       assert.ok(err instanceof ProtocolMismatchError, String(err));
       assert.match(err.message, /protocol 99/);
       return true;
     });
     await assert.rejects(
-      sync(d, f.backups, f.device, { hooks: { agentCommand: (c) => c.replace('python3', 'python3-missing-here') } }),
+      sync(d, f.backups, f.device, { agent: { ...pythonAgent(), command: agentCommand('python3-missing-here') } }),
       (err) => {
         assert.ok(err instanceof RemoteAgentError, String(err));
         assert.equal(err.retryable, false);

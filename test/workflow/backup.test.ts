@@ -2,14 +2,18 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { WorkflowHandle } from '@temporalio/client';
+import { listVersions } from '../../activities/store';
 import type { BackupResult } from '../../workflows/types';
+import type { CallLogEntry, CreationCounts } from '../simulator/types';
 import { startHarness, type Harness } from '../support/harness';
 import { randomData } from '../support/bytes';
 import { sameSparseBytes } from '../support/sparse';
 import { assertHistoryHasNoSecrets, assertNothingLeft } from '../support/run-checks';
 import { maybeRecordHistory } from '../support/history';
 import { startPingServer, type PingServer } from '../support/ping-server';
-import { exampleKeyDiff, validateRequest, validateResponse } from '../simulator/openapi-check';
+import { skipUnlessPresent } from '../support/shared-material';
+import { exampleKeyDiff, openapiSpecMissing, validateRequest, validateResponse } from '../simulator/openapi-check';
 
 const MiB = 1 << 20;
 
@@ -50,20 +54,46 @@ describe('backup workflow', () => {
 
   const SOURCES = ['db-data', 'logs', 'web-files'];
 
+  interface FirstRun {
+    handle: WorkflowHandle;
+    result: BackupResult;
+    calls: CallLogEntry[];
+    created: CreationCounts;
+    pings: string[];
+  }
+  let first: Promise<FirstRun> | undefined;
+  /** The first backup of the three volumes, run by whichever test needs it first (each test can run alone). */
+  function firstRun(): Promise<FirstRun> {
+    first ??= (async () => {
+      const handle = await h.start();
+      const result = (await handle.result()) as BackupResult;
+      return { handle, result, calls: [...h.sim.callLog], created: h.sim.creationCounts(), pings: [...pings.pings] };
+    })();
+    return first;
+  }
+
   it('backs up every volume in two regions, byte for byte, and leaves nothing behind', async () => {
-    const handle = await h.start();
-    const result = (await handle.result()) as BackupResult;
+    const { handle, result, created, pings: pinged } = await firstRun();
     assert.equal(result.volumes.length, 3);
     await assertImagesMatchSources(result);
     assertNothingLeft(h.sim, SOURCES);
-    assert.equal(h.sim.creationCounts().droplets, 2, 'one droplet per region');
+    assert.equal(created.droplets, 2, 'one droplet per region');
     assert.ok(result.estimatedCostUsd > 0);
-    assert.deepEqual(pings.pings, ['/ping/abc-123/start', '/ping/abc-123'], 'healthchecks: start, then success');
-    // Fidelity both ways over a real backup's traffic: dosvob's requests and the simulator's answers
-    // match DigitalOcean's OpenAPI description.
+    assert.deepEqual(pinged, ['/ping/abc-123/start', '/ping/abc-123'], 'healthchecks: start, then success');
+
+    const history = await assertHistoryHasNoSecrets(handle, { token: h.config.doToken, keySecret: h.config.keySecret });
+    maybeRecordHistory('backup-two-regions-healthchecks', handle.workflowId, history);
+  });
+
+  // ../shared/ material: skipped with the reason where it is absent, failed in CI.
+  const noSpec = skipUnlessPresent(openapiSpecMissing());
+
+  it("a backup's traffic matches DigitalOcean's OpenAPI description, both ways", { skip: noSpec }, async () => {
+    // dosvob's requests and the simulator's answers, over a real backup's calls.
+    const { calls } = await firstRun();
     const problems: string[] = [];
     const templates = new Set<string>();
-    for (const call of h.sim.callLog) {
+    for (const call of calls) {
       assert.ok(call.template, `${call.method} ${call.path} is an endpoint of the API`);
       templates.add(`${call.method} ${call.template}`);
       const response = validateResponse(call.method, call.template, call.status, call.responseBody);
@@ -78,12 +108,10 @@ describe('backup workflow', () => {
     }
     assert.deepEqual(problems, []);
     assert.ok(templates.size >= 15, `a full run exercises many endpoints: ${[...templates].join(', ')}`);
-
-    const history = await assertHistoryHasNoSecrets(handle, { token: h.config.doToken, keySecret: h.config.keySecret });
-    maybeRecordHistory('backup-two-regions-healthchecks', handle.workflowId, history);
   });
 
   it('an incremental run transfers little more than the changed bytes', async () => {
+    await firstRun(); // the images this run starts from
     // Rewrite 2% of db-data's 1 MiB blocks (20 blocks), half of them with zeros.
     for (let i = 0; i < 20; i++) {
       const data = i % 2 === 0 ? randomData(MiB) : Buffer.alloc(MiB);
@@ -93,6 +121,10 @@ describe('backup workflow', () => {
     await assertImagesMatchSources(result);
     const db = result.volumes.find((v) => v.name === 'db-data')!;
     assert.ok(db.blocksChanged >= 10 && db.blocksChanged <= 20, `blocks changed: ${db.blocksChanged}`);
+    // The run's result names the version it made: the store's newest.
+    const newest = (await listVersions(h.backupsDir, db.storeKey ?? '')).find((v) => v.newest);
+    assert.equal(db.storeKey, 'db-data');
+    assert.equal(db.version, newest?.versionId);
     // 10 MiB of new data (zero blocks cost only a marker); hashes and framing add at most 1% + a constant.
     assert.ok(db.bytesTransferred <= 10 * MiB * 1.01 + 256 * 1024, `bytes on the wire: ${db.bytesTransferred}`);
     assertNothingLeft(h.sim, SOURCES);

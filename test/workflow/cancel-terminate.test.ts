@@ -1,9 +1,12 @@
 // Cancelled at each step, a run still deletes everything it created. Terminated (no cleanup runs),
 // its leftovers are removed by the next run's sweep, and nothing that is not dosvob's is touched.
 import assert from 'node:assert/strict';
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CancelledFailure, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { createDoApi } from '../../activities/digitalocean/api';
+import { storePaths, verifyImage } from '../../activities/store';
 import { EPHEMERAL_TAG } from '../../common/names';
 import type { BackupResult, RunProgress } from '../../workflows/types';
 import type { HandledCall } from '../simulator/http-server';
@@ -11,6 +14,7 @@ import { randomData } from '../support/bytes';
 import { FAST_TIMINGS, startHarness, type Harness } from '../support/harness';
 import { uniqueId } from '../support/temporal';
 import { assertNothingLeft } from '../support/run-checks';
+import { contentDigest } from '../support/sparse';
 import { STEPS_AFTER_TRANSFER, STEPS_BEFORE_TRANSFER, apiCall } from '../support/run-steps';
 
 const MiB = 1 << 20;
@@ -37,6 +41,19 @@ function dosvobLeftovers(h: Harness) {
     snapshots: live.snapshots.map((s) => s.name),
     sshKeys: live.sshKeys.map((k) => k.name),
   };
+}
+
+/** Poll until `ready` holds, at least 100 ms apart, the run still going. */
+async function waitWhileRunning(handle: WorkflowHandle, what: string, ready: () => Promise<boolean>): Promise<void> {
+  // A bound for failing only: the run gets there in seconds, a loaded machine pinned to one core takes longer.
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const started = Date.now();
+    if (await ready()) return;
+    assert.equal((await handle.describe()).status.name, 'RUNNING', `the run ended before ${what}`);
+    assert.ok(Date.now() < deadline, `never ${what}`);
+    await new Promise((r) => setTimeout(r, Math.max(0, started + 100 - Date.now())));
+  }
 }
 
 describe('cancellation', () => {
@@ -74,17 +91,53 @@ describe('cancellation', () => {
       assert.equal(progress.phase, 'finished');
     });
   }
+});
 
-  it('cancelled during the transfer: leaves nothing, and the previous image is intact', async () => {
-    const handle = await start(h);
-    for (;;) {
+describe('cancellation during the transfer', () => {
+  let h: Harness;
+  let volumeId: string;
+  before(async () => {
+    h = await startHarness();
+    volumeId = (await h.sim.createVolume({ name: 'app-data', region: 'nyc3', sizeGigabytes: 1 })).id;
+  });
+  after(async () => h?.close());
+
+  it('cancelled mid-transfer: the run ends cancelled, leaves nothing, and the previous image is intact', async () => {
+    await h.sim.writeVolume(volumeId, 0, randomData(4 * MiB));
+    const previous = await h.run();
+    assert.ok(previous.volumes[0]?.ok, previous.volumes[0]?.error);
+    const image = path.join(h.backupsDir, 'app-data.img');
+    const before = await contentDigest(image);
+
+    // New data, and a droplet whose stream stalls after 2 MiB of it: the transfer is caught half done on any
+    // machine, running, with part of the new bytes staged, when the cancel comes.
+    await h.sim.writeVolume(volumeId, 0, randomData(16 * MiB));
+    h.sim.setFaults({ sshStallAfterBytes: 2 * MiB });
+    const handle = await h.start();
+    const staging = storePaths(h.backupsDir, 'app-data');
+    await waitWhileRunning(handle, 'the transfer stalled half done', async () => {
       const { raw } = await handle.describe();
-      if (raw.pendingActivities?.some((a) => a.activityType?.name === 'transferVolume')) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+      const transfer = raw.pendingActivities?.find((a) => a.activityType?.name === 'transferVolume');
+      return (
+        transfer !== undefined &&
+        h.sim.faults.sshStallAfterBytes === undefined &&
+        existsSync(staging.stripeLog(0)) &&
+        statSync(staging.stripeLog(0)).size > MiB
+      );
+    });
+    assert.ok(existsSync(staging.plan), 'the half-done transfer is staged');
+
     await handle.cancel();
-    await assert.rejects(handle.result(), WorkflowFailedError);
+    await assert.rejects(handle.result(), (err: unknown) => {
+      assert.ok(err instanceof WorkflowFailedError, String(err));
+      assert.ok(err.cause instanceof CancelledFailure, `cancelled, not ${err.cause?.message}`);
+      return true;
+    });
+    h.sim.setFaults({});
     assertNothingLeft(h.sim, ['app-data']);
+    assert.equal(await contentDigest(image), before, 'the previous image has the same bytes');
+    const { ok, badBlocks, manifestIntact } = await verifyImage(h.backupsDir, 'app-data');
+    assert.ok(ok, `the previous image matches its manifest: ${JSON.stringify({ badBlocks, manifestIntact })}`);
   });
 });
 

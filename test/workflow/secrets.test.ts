@@ -80,7 +80,8 @@ describe('no secrets in exported histories', () => {
       const handle = await h.start({ timings: { transferMaximumAttempts: 2 } });
       const { type, message } = await failure(handle);
       assert.equal(type, 'BackupFailed');
-      assert.match(message, /app-data: SSH connection to .* failed: All configured authentication methods failed/);
+      // Refused before it connects: the run key's fingerprint does not match this worker's derivation.
+      assert.match(message, /app-data: this worker's key_secret differs from the one that started the run/);
       await assertClean(handle, { keySecret: otherSecret });
       assertNothingLeft(h.sim, ['app-data']);
     } finally {

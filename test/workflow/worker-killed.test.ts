@@ -5,7 +5,6 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
 import type { BackupResult } from '../../workflows/types';
 import { randomData } from '../support/bytes';
 import { activityAttempts, assertNothingLeft } from '../support/run-checks';
@@ -26,7 +25,6 @@ describe('a worker killed during each step', () => {
     h = await startHarness({ inProcessWorkers: false });
     const v = await h.sim.createVolume({ name: 'app-data', region: 'nyc3', sizeGigabytes: 1 });
     volumeId = v.id;
-    // Enough data that the transfer is still running when the test looks at it.
     for (let i = 0; i < 6; i++) await h.sim.writeVolume(volumeId, i * 150 * MiB, randomData(24 * MiB));
   });
   after(async () => h?.close());
@@ -46,17 +44,19 @@ describe('a worker killed during each step', () => {
     return killing;
   }
 
-  /** Kill the worker while the transfer is under way (it has heartbeated progress). */
+  /**
+   * Kill the worker while the transfer is under way: the droplet's stream stalls after 8 MiB (set before the run),
+   * so the transfer is caught mid-way however fast the machine (the retry's stream goes through).
+   */
   async function killDuringTransfer(handle: WorkflowHandle): Promise<void> {
+    const deadline = Date.now() + 120_000; // a bound for failing only
     for (;;) {
+      const started = Date.now();
       const { raw } = await handle.describe();
       const transfer = raw.pendingActivities?.find((a) => a.activityType?.name === 'transferVolume');
-      const payload = transfer?.heartbeatDetails?.payloads?.[0];
-      if (payload) {
-        const details = defaultPayloadConverter.fromPayload<{ blocksDone?: number } | undefined>(payload);
-        if ((details?.blocksDone ?? 0) > 0) return killAndReplace('transfer');
-      }
-      await new Promise((r) => setTimeout(r, 50));
+      if (transfer && h.sim.faults.sshStallAfterBytes === undefined) return killAndReplace('transfer');
+      assert.ok(Date.now() < deadline, 'the transfer never reached the stall');
+      await new Promise((r) => setTimeout(r, Math.max(0, started + 50 - Date.now())));
     }
   }
 
@@ -75,6 +75,7 @@ describe('a worker killed during each step', () => {
       await killAndReplace(step.name);
       if (step.name === 'attach' && current.handle) transferKill = killDuringTransfer(current.handle);
     };
+    h.sim.setFaults({ sshStallAfterBytes: 8 * MiB });
     const workflowId = uniqueId('killed');
     const handle = (current.handle = await h.client.workflow.start('backupWorkflow', {
       taskQueue: h.taskQueue,

@@ -1,0 +1,4 @@
+export * from './activities';
+export * from './gc';
+export * from './prune';
+export * from './types';

@@ -1,0 +1,263 @@
+// Reading a kept version back: block i is zeros (zero hash), the image's block (same hash as the current manifest's),
+// or the chunk named by its hash. Every block is checked against the version's hash before it is handed out.
+//
+// No store lock is taken, so a restore can run beside a transfer: while an update is being applied the image may
+// already hold a block's new content although the manifest still names the old one, but the old content was saved to
+// the chunk store before the update was committed. So a block that fails its check from one source is read from the
+// other before the version is declared damaged.
+import { webcrypto } from 'node:crypto';
+import { constants } from 'node:fs';
+import { copyFile, open, rename, stat, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { isErrno, ManifestDamagedError, rethrowDiskFull } from './errors.js';
+import { readChunk } from './chunks.js';
+import { fsyncDir, punchHoles, readFully, unlinkIfExists, writeSparse, type HoleRange } from './fsutil.js';
+import { storePaths } from './layout.js';
+import { blockLength, hashAt, readManifest, zeroHash, type Manifest } from './manifest.js';
+import { VersionDamagedError, listVersions, readVersionManifest } from './versions.js';
+
+export interface RestoreOptions {
+  onProgress?: (p: { blocksDone: number; blockCount: number }) => void;
+  signal?: AbortSignal;
+}
+
+export interface VersionBlock {
+  index: number;
+  /** Valid until the next block is asked for (the buffer is reused). Do not modify. */
+  data: Buffer;
+  source: 'image' | 'chunk' | 'zero';
+}
+
+async function currentManifest(backupsDir: string, key: string): Promise<Manifest | undefined> {
+  try {
+    return await readManifest(storePaths(backupsDir, key).manifest);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || err instanceof ManifestDamagedError) return undefined;
+    throw err;
+  }
+}
+
+async function openIfExists(path: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, 'r');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+interface VersionReader {
+  manifest: Manifest;
+  /** Block i, checked, read into `buf` (or the shared zeros); VersionDamagedError if no source has it. */
+  read(i: number, buf: Buffer): Promise<VersionBlock>;
+  close(): Promise<void>;
+}
+
+async function openVersionReader(backupsDir: string, key: string, versionId: string): Promise<VersionReader> {
+  const version = await readVersionManifest(backupsDir, key, versionId);
+  const current = await currentManifest(backupsDir, key);
+  const { sizeBytes, blockSize } = version.header;
+  const sameGeometry = current?.header.blockSize === blockSize;
+  const image = await openIfExists(storePaths(backupsDir, key).image);
+  const zeros = Buffer.alloc(blockSize);
+  const fromImage = async (i: number, len: number, buf: Buffer) => {
+    if (!image) return undefined;
+    const d = await readFully(image, len, i * blockSize, buf);
+    return d.length === len ? d : Buffer.concat([d, zeros.subarray(0, len - d.length)]);
+  };
+  return {
+    manifest: version,
+    async read(i, buf) {
+      const want = hashAt(version.hashes, i);
+      const len = blockLength(i, sizeBytes, blockSize);
+      if (want.equals(zeroHash(len))) return { index: i, data: zeros.subarray(0, len), source: 'zero' };
+      const inImage =
+        current !== undefined &&
+        sameGeometry &&
+        i < current.header.blockCount &&
+        hashAt(current.hashes, i).equals(want);
+      const hex = want.toString('hex');
+      for (const source of inImage ? (['image', 'chunk'] as const) : (['chunk', 'image'] as const)) {
+        const data = source === 'image' ? await fromImage(i, len, buf) : await readChunk(backupsDir, hex, len, buf);
+        if (data && data.length === len && (await sha256(data)).equals(want)) {
+          return { index: i, data, source };
+        }
+      }
+      throw new VersionDamagedError(
+        `${key} version ${versionId}: block ${i} (SHA-256 ${hex}) is neither in the image nor in the chunk store ` +
+          `with that content: the version cannot be restored byte-exact`,
+        key,
+        versionId,
+        i,
+      );
+    },
+    async close() {
+      await image?.close();
+    },
+  };
+}
+
+/** SHA-256 in the thread pool (WebCrypto), so that a restore's parallel blocks are hashed on every core. */
+async function sha256(data: Buffer): Promise<Buffer> {
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data));
+}
+
+/** Every block of a version in order, each checked against its hash (VersionDamagedError if no source has it). */
+export async function* readVersionBlocks(
+  backupsDir: string,
+  key: string,
+  versionId: string,
+  options: RestoreOptions = {},
+): AsyncGenerator<VersionBlock> {
+  const reader = await openVersionReader(backupsDir, key, versionId);
+  const { blockSize, blockCount } = reader.manifest.header;
+  const buf = Buffer.allocUnsafe(blockSize);
+  try {
+    for (let i = 0; i < blockCount; i++) {
+      options.signal?.throwIfAborted();
+      yield await reader.read(i, buf);
+      options.onProgress?.({ blocksDone: i + 1, blockCount });
+    }
+  } finally {
+    await reader.close();
+  }
+}
+
+/** Blocks read, checked and written at once by a restore: reads and writes overlap in the thread pool. */
+const RESTORE_PARALLEL = 4;
+
+export interface RestoreResult {
+  key: string;
+  versionId: string;
+  toFile: string;
+  sizeBytes: number;
+  blockCount: number;
+  blocksFromImage: number;
+  blocksFromChunks: number;
+  zeroBlocks: number;
+  /** The image was cloned (reflink) first, and only the blocks that differ were written. */
+  reflinked: boolean;
+  bytesWritten: number;
+}
+
+/** The newest version's id, for a restore that names none. */
+export async function newestVersionId(backupsDir: string, key: string): Promise<string | undefined> {
+  return (await listVersions(backupsDir, key)).find((v) => v.newest)?.versionId;
+}
+
+/**
+ * Write a version as a sparse raw image to `toFile` (through `<toFile>.partial`, renamed when complete and fsynced).
+ * Where the filesystem can clone the image (reflink: btrfs, XFS), it is cloned and only the blocks that differ are
+ * written; elsewhere a sparse copy. Either way every block is checked against the version's hash.
+ */
+export async function restoreVersion(
+  backupsDir: string,
+  key: string,
+  versionId: string,
+  toFile: string,
+  options: RestoreOptions = {},
+): Promise<RestoreResult> {
+  const version = await readVersionManifest(backupsDir, key, versionId);
+  const { sizeBytes, blockSize, blockCount } = version.header;
+  const partial = `${toFile}.partial`;
+  const result: RestoreResult = {
+    key,
+    versionId,
+    toFile,
+    sizeBytes,
+    blockCount,
+    blocksFromImage: 0,
+    blocksFromChunks: 0,
+    zeroBlocks: 0,
+    reflinked: false,
+    bytesWritten: 0,
+  };
+  await unlinkIfExists(partial);
+  result.reflinked = await tryReflink(storePaths(backupsDir, key).image, partial);
+  const reader = await openVersionReader(backupsDir, key, versionId);
+  const out = await open(partial, result.reflinked ? 'r+' : 'w');
+  try {
+    await out.truncate(sizeBytes);
+    const holes: HoleRange[] = [];
+    let next = 0;
+    let done = 0;
+    let failed = false;
+    const worker = async () => {
+      const buf = Buffer.allocUnsafe(blockSize);
+      const cloned = Buffer.allocUnsafe(blockSize);
+      while (next < blockCount && !failed) {
+        options.signal?.throwIfAborted();
+        const b = await reader.read(next++, buf);
+        if (b.source === 'zero') result.zeroBlocks++;
+        else if (b.source === 'image') result.blocksFromImage++;
+        else result.blocksFromChunks++;
+        const offset = b.index * blockSize;
+        if (result.reflinked) {
+          // The clone holds the image's block: rewrite it only where the version differs.
+          const there = await readFully(out, b.data.length, offset, cloned);
+          if (!there.equals(b.data)) {
+            if (b.source === 'zero') holes.push({ offset, length: b.data.length });
+            else {
+              result.bytesWritten += b.data.length;
+              await writeAll(out, b.data, offset);
+            }
+          }
+        } else if (b.source !== 'zero') {
+          result.bytesWritten += await writeSparse(out, b.data, offset);
+        }
+        options.onProgress?.({ blocksDone: ++done, blockCount });
+      }
+    };
+    // Every worker settles before the file is closed; the first failure stops the others at their next block.
+    const settled = await Promise.allSettled(
+      Array.from({ length: RESTORE_PARALLEL }, () =>
+        worker().catch((err: unknown) => {
+          failed = true;
+          throw err;
+        }),
+      ),
+    );
+    const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure) throw failure.reason;
+    if (holes.length > 0) await punchHoles(partial, out, holes);
+    await out.sync();
+  } catch (err) {
+    await out.close().catch(() => undefined);
+    await reader.close().catch(() => undefined);
+    await unlinkIfExists(partial).catch(() => undefined);
+    rethrowDiskFull(err, toFile);
+  }
+  await reader.close();
+  await out.close();
+  await rename(partial, toFile);
+  await fsyncDir(dirname(toFile));
+  return result;
+}
+
+async function writeAll(fh: FileHandle, data: Buffer, offset: number): Promise<void> {
+  let off = 0;
+  while (off < data.length) {
+    const { bytesWritten } = await fh.write(data, off, data.length - off, offset + off);
+    off += bytesWritten;
+  }
+}
+
+/** Clone the image to `to` if the filesystem shares extents (FICLONE); false if it cannot (then nothing is made). */
+async function tryReflink(image: string, to: string): Promise<boolean> {
+  try {
+    await stat(image);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
+  try {
+    await copyFile(image, to, constants.COPYFILE_FICLONE_FORCE);
+    return true;
+  } catch (err) {
+    await unlinkIfExists(to);
+    // No clone across filesystems or on one that cannot: a plain sparse copy instead.
+    for (const code of ['ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'EINVAL', 'ENOSYS', 'ENOTTY'])
+      if (isErrno(err, code)) return false;
+    throw err;
+  }
+}

@@ -1,0 +1,254 @@
+# dosvob's remote agent: reads a block device on the droplet and streams what changed, protocol version 1.
+#
+# Standard library only. It is never installed: the client runs `python3 -I -S -c '<bootstrap>'` over SSH, the
+# bootstrap reads exactly this file's bytes from stdin and exec()s them (see agent.ts), and nothing is left behind.
+#
+# Wire protocol (all integers big-endian; see session.ts for the client side):
+#   client -> agent : <this file, N bytes> u32 len + JSON hello {protocol, device}
+#   agent  -> client: 'H' u32 len + JSON {protocol, size, python, cpus}        (or 'X' u32 len + message, then exit)
+#   client -> agent : u32 len + JSON job {blockSize, ranges:[[start,end],...], hashes:bool, threads, compress, runCap}
+#                     then, if hashes, 32 bytes (SHA-256 of the local block, or 32 zero bytes = unknown) per block,
+#                     in the order of the ranges. The agent reads them lazily, as it goes.
+#                     (A job {"stop": true} ends the session after the hello.)
+#   agent  -> client: records, in block order over the ranges:
+#                       'U' u32 n          next n blocks unchanged (their hash equals the client's)
+#                       'Z' u32 n          next n blocks are all zeros
+#                       'D' u32 len u8 enc sha256[32] payload[len]   next block's bytes (enc 0 raw, 1 zlib level 1)
+#                     and finally 'E' sha256[32] u32 len + JSON stats, where the digest is SHA-256 over the
+#                     concatenated block hashes of every block of the job, in order (zero blocks: SHA-256 of zeros).
+#                     'X' u32 len + message on error.
+#   Runs of 'U'/'Z' are cut at runCap blocks or 0.5 s, so the client's progress keeps moving through long stretches.
+#   A block is sent compressed ('auto') only if a 16 KiB sample compresses below ~80% and the block shrinks by 1/8.
+#
+# Exit codes: 0 done, 2 the client closed its side (truncated input), 3 after an 'X' message.
+#
+# Reads use a small pool of threads (os.pread, hashlib and zlib release the GIL); results are emitted in order.
+import os, sys, struct, json, hashlib, zlib, collections, time, threading, queue
+PROTOCOL = 1
+NOHASH = bytes(32)
+
+
+def read_exact(inp, n):
+    b = inp.read(n)
+    if b is None or len(b) != n:
+        raise EOFError('client closed the input')
+    return b
+
+
+def read_json(inp):
+    (n,) = struct.unpack('>I', read_exact(inp, 4))
+    return json.loads(read_exact(inp, n).decode('utf-8'))
+
+
+def frame_json(tag, obj):
+    b = json.dumps(obj).encode('utf-8')
+    return tag + struct.pack('>I', len(b)) + b
+
+
+def frame_error(msg):
+    b = msg.encode('utf-8', 'replace')
+    return b'X' + struct.pack('>I', len(b)) + b
+
+
+def frame_run(kind, n):
+    return kind + struct.pack('>I', n)
+
+
+def frame_data_head(enc, h, length):
+    return b'D' + struct.pack('>IB', length, enc) + h
+
+
+def frame_end(digest, stats):
+    b = json.dumps(stats).encode('utf-8')
+    return b'E' + digest + struct.pack('>I', len(b)) + b
+
+
+def fail(out, msg):
+    try:
+        out.write(frame_error(msg))
+        out.flush()
+    except Exception:
+        pass
+    os._exit(3)
+
+
+def should_compress(b, mode):
+    """Whether to try zlib on this block: always, never, or (auto) when a 16 KiB sample compresses well."""
+    if mode == 'always':
+        return True
+    return mode == 'auto' and len(b) >= 32768 and len(zlib.compress(memoryview(b)[:16384], 1)) < 13000
+
+
+def encode_block(b, mode):
+    """(enc, payload): zlib level 1 only when it is worth it (the block shrinks by at least 1/8)."""
+    if should_compress(b, mode):
+        c = zlib.compress(b, 1)
+        if len(c) < len(b) - (len(b) >> 3):
+            return (1, c)
+    return (0, b)
+
+
+class ZeroHashes:
+    def __init__(self):
+        self.cache = {}
+
+    def __call__(self, n):
+        h = self.cache.get(n)
+        if h is None:
+            h = self.cache[n] = hashlib.sha256(bytes(n)).digest()
+        return h
+
+
+def classify(b, old, mode, zero_hash, zero_full=None):
+    """One block: (0 zeros | 1 unchanged | 2 data, its SHA-256, (enc, payload) for data else None).
+
+    Zeros are found by comparison (no hash needed); otherwise the hash decides unchanged against `old`."""
+    n = len(b)
+    if b == (zero_full if zero_full is not None and len(zero_full) == n else bytes(n)):
+        return (0, zero_hash(n), None)
+    h = hashlib.sha256(b).digest()
+    if h == old:
+        return (1, h, None)
+    return (2, h, encode_block(b, mode))
+
+
+def main(inp, out):
+    req = read_json(inp)
+    if req.get('protocol') != PROTOCOL:
+        fail(out, 'protocol mismatch: agent speaks %d, client speaks %r' % (PROTOCOL, req.get('protocol')))
+    try:
+        fd = os.open(req['device'], os.O_RDONLY)
+    except OSError as e:
+        fail(out, 'cannot open device %s: %s' % (req['device'], e.strerror))
+    size = os.lseek(fd, 0, os.SEEK_END)
+    out.write(frame_json(b'H', {'protocol': PROTOCOL, 'size': size, 'python': sys.version.split()[0], 'cpus': os.cpu_count() or 1}))
+    out.flush()
+    job = read_json(inp)
+    if job.get('stop'):
+        return
+    bs = int(job['blockSize'])
+    ranges = job['ranges']
+    has = bool(job['hashes'])
+    threads = max(1, int(job.get('threads') or 2))
+    mode = job.get('compress', 'auto')
+    run_cap = max(1, int(job.get('runCap') or 256))
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    except Exception:
+        pass
+    zero_full = bytes(bs)
+    zero_hash = ZeroHashes()
+    stats = {'bytesRead': 0, 'dataBlocks': 0, 'zeroBlocks': 0, 'unchangedBlocks': 0, 'payloadBytes': 0, 'compressedBlocks': 0}
+
+    def work(i, old):
+        off = i * bs
+        n = min(bs, size - off)
+        if n <= 0:
+            raise IOError('block %d is past the end of the device' % i)
+        b = os.pread(fd, n, off)
+        if len(b) != n:
+            raise IOError('short read at block %d' % i)
+        kind, h, p = classify(b, old, mode, zero_hash, zero_full)
+        return (kind, h, p, n)
+
+    digest = hashlib.sha256()
+    run = [None, 0, 0.0]  # kind, count, started
+
+    def flush_run():
+        if run[1]:
+            out.write(frame_run(run[0], run[1]))
+            out.flush()
+        run[0] = None
+        run[1] = 0
+
+    def emit(old, r):
+        kind, h, p, n = r
+        digest.update(h)
+        stats['bytesRead'] += n
+        if kind == 2:
+            flush_run()
+            enc, payload = p
+            out.write(frame_data_head(enc, h, len(payload)))
+            out.write(payload)
+            stats['dataBlocks'] += 1
+            stats['payloadBytes'] += len(payload)
+            if enc:
+                stats['compressedBlocks'] += 1
+            return
+        if kind == 1 or old == h:
+            k = b'U'
+            stats['unchangedBlocks'] += 1
+        else:
+            k = b'Z'
+            stats['zeroBlocks'] += 1
+        now = time.monotonic()
+        if run[0] != k or run[1] >= run_cap or now - run[2] > 0.5:
+            flush_run()
+            run[0] = k
+            run[2] = now
+        run[1] += 1
+
+    depth = max(threads * 2, min(64, (32 << 20) // bs))
+    tasks = queue.SimpleQueue()
+
+    def worker():
+        while True:
+            t = tasks.get()
+            if t is None:
+                return
+            try:
+                t[2] = work(t[0], t[1])
+            except BaseException as e:
+                t[3] = e
+            t[4].release()
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for th in pool:
+        th.start()
+    q = collections.deque()
+
+    def take():
+        t = q.popleft()
+        t[4].acquire()
+        if t[3] is not None:
+            raise t[3]
+        emit(t[1], t[2])
+
+    for s, e in ranges:
+        for i in range(s, e):
+            old = read_exact(inp, 32) if has else NOHASH
+            lk = threading.Lock()
+            lk.acquire()
+            t = [i, old, None, None, lk]
+            q.append(t)
+            tasks.put(t)
+            if len(q) >= depth:
+                take()
+    while q:
+        take()
+    for th in pool:
+        tasks.put(None)
+    flush_run()
+    try:
+        import resource
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        stats['cpuUserS'] = ru.ru_utime
+        stats['cpuSysS'] = ru.ru_stime
+        stats['maxRssKiB'] = ru.ru_maxrss
+    except Exception:
+        pass
+    out.write(frame_end(digest.digest(), stats))
+    out.flush()
+
+
+# Run by the bootstrap (exec in __main__); imported by the unit tests (test/transfer/agent_test.py).
+if __name__ == '__main__':
+    _out = sys.stdout.buffer
+    try:
+        main(sys.stdin.buffer, _out)
+    except (BrokenPipeError, EOFError):
+        os._exit(2)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        fail(_out, 'agent error: %s: %s' % (type(e).__name__, e))
