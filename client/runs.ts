@@ -29,6 +29,8 @@ export interface RunSummary {
   message: string | undefined;
   /** The version each backed-up volume got (`dosvob versions`, `dosvob restore --version`). */
   versions?: { volume: string; region: string; storeKey?: string; version: string }[];
+  /** What pruning removed after the run (absent when it did not prune). */
+  pruning?: { versionsRemoved: number; bytesFreed: number; error?: string };
 }
 
 function outcomeOfStatus(status: WorkflowExecutionInfo['status']['name']): RunOutcome {
@@ -89,6 +91,10 @@ async function summarize(client: Client, info: WorkflowExecutionInfo): Promise<R
     summary.versions = result.volumes.flatMap((v) =>
       v.version ? [{ volume: v.name, region: v.region, storeKey: v.storeKey, version: v.version }] : [],
     );
+    if (result.pruning) {
+      const { versionsRemoved, bytesFreed, error } = result.pruning;
+      summary.pruning = { versionsRemoved, bytesFreed, ...(error ? { error } : {}) };
+    }
   }
   return summary;
 }

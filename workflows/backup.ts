@@ -35,6 +35,7 @@ import { devicePath, legacyRunKey, names, runKey, runTag } from '../common/names
 import { estimateCostUsd } from '../common/pricing';
 import { DOSVOB_OUTCOME, DOSVOB_VOLUMES, type Outcome } from '../common/search-attributes';
 import { BACKUP_WORKFLOW_ID } from '../common/task-queues';
+import { ms, retryPolicy } from './activity-options';
 import { Ledger, type Attachment, type LedgerKey } from './ledger';
 import { deleteInOrder as deleteResourcesInOrder, describeRef } from './deletion';
 import { cappedKeywordList, formatBytes, limitConcurrency } from './util';
@@ -52,17 +53,6 @@ import {
 } from './types';
 
 export const progressQuery = defineQuery<RunProgress>('progress');
-
-const ms = (n: number) => `${Math.max(1, Math.round(n))}ms`;
-
-function retryPolicy(t: Timings, maximumAttempts: number) {
-  return {
-    initialInterval: ms(t.retryInitialIntervalMs),
-    maximumInterval: ms(t.retryMaximumIntervalMs),
-    backoffCoefficient: 2,
-    maximumAttempts,
-  };
-}
 
 /** DigitalOcean (and settings) activities: any worker on the main queue. */
 function apiActivities(t: Timings) {

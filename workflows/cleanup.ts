@@ -16,6 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { DigitalOceanActivities, ResourceRef } from '../activities/digitalocean/activities';
 import { DOSVOB_OUTCOME, type Outcome } from '../common/search-attributes';
+import { ms, retryPolicy } from './activity-options';
 import { DELETION_ORDER, deleteInOrder, describeRef } from './deletion';
 import { DEFAULT_TIMINGS, type RunProgress, type Timings } from './types';
 
@@ -36,17 +37,6 @@ export interface CleanupResult {
 
 /** The same query as a backup run's, so `dosvob status` and `cancel` read either: what it deleted is `swept`. */
 export const cleanupProgressQuery = defineQuery<RunProgress>('progress');
-
-const ms = (n: number) => `${Math.max(1, Math.round(n))}ms`;
-
-function retryPolicy(t: Timings, maximumAttempts: number) {
-  return {
-    initialInterval: ms(t.retryInitialIntervalMs),
-    maximumInterval: ms(t.retryMaximumIntervalMs),
-    backoffCoefficient: 2,
-    maximumAttempts,
-  };
-}
 
 export async function cleanupWorkflow(input: CleanupInput = {}): Promise<CleanupResult> {
   const t: Timings = { ...DEFAULT_TIMINGS, ...input.timings };

@@ -417,9 +417,10 @@ export async function verifyChunks(backupsDir: string, options: VerifyChunksOpti
   return { checked: chunks.length, bad, brokenVersions: await findBrokenVersions(backupsDir, present) };
 }
 
-/** Versions that need a chunk not in `present`. */
-export async function findBrokenVersions(backupsDir: string, present: Set<string>): Promise<BrokenVersion[]> {
-  const broken: BrokenVersion[] = [];
+/** Store by store, the chunks each version needs; a directory named as no volume could be is no store to read. */
+async function* neededPerStore(
+  backupsDir: string,
+): AsyncGenerator<[key: string, needed: Map<string, Map<string, number> | undefined>]> {
   for (const key of await listStoreKeys(backupsDir)) {
     let needed: Map<string, Map<string, number> | undefined>;
     try {
@@ -428,6 +429,14 @@ export async function findBrokenVersions(backupsDir: string, present: Set<string
       if (err instanceof Error && /invalid volume name/.test(err.message)) continue;
       throw err;
     }
+    yield [key, needed];
+  }
+}
+
+/** Versions that need a chunk not in `present`. */
+export async function findBrokenVersions(backupsDir: string, present: Set<string>): Promise<BrokenVersion[]> {
+  const broken: BrokenVersion[] = [];
+  for await (const [key, needed] of neededPerStore(backupsDir)) {
     for (const [versionId, need] of needed) {
       if (!need) {
         broken.push({ key, versionId, missingChunks: [], damaged: 'its manifest cannot be read' });
@@ -476,14 +485,7 @@ export async function storeUsage(backupsDir: string): Promise<StoreUsage> {
   let imageBytes = 0;
   let imageApparentBytes = 0;
   let manifestBytes = 0;
-  for (const key of await listStoreKeys(backupsDir)) {
-    let needed: Map<string, Map<string, number> | undefined>;
-    try {
-      needed = await chunksNeeded(backupsDir, key);
-    } catch (err) {
-      if (err instanceof Error && /invalid volume name/.test(err.message)) continue;
-      throw err;
-    }
+  for await (const [key, needed] of neededPerStore(backupsDir)) {
     for (const [versionId, need] of needed) {
       const hashes = [...(need?.keys() ?? [])].filter((h) => chunks.has(h));
       for (const h of hashes) refs.set(h, (refs.get(h) ?? 0) + 1);

@@ -191,6 +191,9 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
         await recordResult(deps.backupsDir, keyed, outcome);
         return outcome;
       } catch (err) {
+        // The timer's last beat can be up to an interval old: send the newest resume point, so the retry need not
+        // fetch again what this attempt already made durable.
+        beat();
         throw toFailure(err);
       } finally {
         clearInterval(ticker);

@@ -20,11 +20,21 @@ export function runsTable(runs: readonly RunSummary[]): string[] {
   );
 }
 
-/** The versions runs made, one line per run: `RUN: web-data (nyc3) 20261202T134500Z-1a2b3c, ...`. */
+/** `; pruned 2 old version(s), freed 40 MiB` (or why pruning failed), after the versions a run made. */
+function pruningText(p: RunSummary['pruning']): string {
+  if (!p) return '';
+  if (p.error) return `; pruning failed: ${p.error}`;
+  return `; pruned ${p.versionsRemoved} old version(s), freed ${formatBytes(p.bytesFreed)}`;
+}
+
+/** The versions runs made, one line per run: `RUN: web-data (nyc3) 20261202T134500Z-1a2b3c, ...; pruned …`. */
 export function versionsMade(runs: readonly RunSummary[]): string[] {
   return runs
     .filter((r) => r.versions?.length)
-    .map((r) => `${r.runId}: ${r.versions!.map((v) => `${v.volume} (${v.region}) ${v.version}`).join(', ')}`);
+    .map(
+      (r) =>
+        `${r.runId}: ${r.versions!.map((v) => `${v.volume} (${v.region}) ${v.version}`).join(', ')}${pruningText(r.pruning)}`,
+    );
 }
 
 export async function runs(session: Session, out: Output, options: { limit: number }): Promise<RunSummary[]> {

@@ -16,6 +16,7 @@ import { restoreToFile } from '../../activities/store-ops/restore-file.js';
 import { syncVolume } from '../../activities/transfer/core.js';
 import { contentDigest } from '../support/sparse.js';
 import { baseOptions, startDroplet, tempDir } from '../transfer/helpers.js';
+import { pick } from './pick-blocks.js';
 
 const MiB = 1 << 20;
 const SIZE = 2048 * MiB;
@@ -34,14 +35,6 @@ function data(seed: string, i: number): Buffer {
   const iv = Buffer.alloc(16);
   iv.writeUInt32BE(i, 12);
   return createCipheriv('aes-128-ctr', key, iv).update(Buffer.alloc(MiB));
-}
-
-function pick(seed: string, count: number, from: number[]): number[] {
-  return from
-    .map((i) => ({ i, s: createHash('sha256').update(`${seed}:${i}`).digest().readUInt32BE(0) }))
-    .sort((a, b) => a.s - b.s)
-    .slice(0, count)
-    .map((x) => x.i);
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

@@ -6,6 +6,8 @@ import { baseInput, quoteQuery, runIdsFromEnv } from '../../client/ids';
 import { table } from '../../client/output';
 import { BarDisplay, PlainDisplay, RateMeter, describeVolume, viewOf } from '../../client/progress';
 import type { RunState } from '../../client/run-state';
+import type { RunSummary } from '../../client/runs';
+import { versionsMade } from '../../client/commands/runs';
 import { parseSchedule, scheduleOptions, scheduleSpec } from '../../client/schedule';
 import { UserError } from '../../client/errors';
 import { loadConfig } from '../../common/config';
@@ -146,5 +148,24 @@ describe('progress view', () => {
 describe('tables', () => {
   it('pads every column but the last', () => {
     assert.deepEqual(table(['A', 'BB', 'C'], [['xxx', 'y', 'z']]), ['A    BB  C', 'xxx  y   z']);
+  });
+});
+
+describe('dosvob runs: the versions a run made', () => {
+  const run = (pruning?: RunSummary['pruning']): RunSummary =>
+    ({
+      runId: 'r1',
+      versions: [{ volume: 'data', region: 'nyc3', version: '20261202T134500Z-1a2b3c' }],
+      pruning,
+    }) as RunSummary;
+
+  it('names each volume version, then what pruning removed or why it failed', () => {
+    assert.deepEqual(versionsMade([run()]), ['r1: data (nyc3) 20261202T134500Z-1a2b3c']);
+    assert.deepEqual(versionsMade([run({ versionsRemoved: 2, bytesFreed: 40 * 2 ** 20 })]), [
+      'r1: data (nyc3) 20261202T134500Z-1a2b3c; pruned 2 old version(s), freed 40 MiB',
+    ]);
+    assert.deepEqual(versionsMade([run({ versionsRemoved: 0, bytesFreed: 0, error: 'disk on fire' })]), [
+      'r1: data (nyc3) 20261202T134500Z-1a2b3c; pruning failed: disk on fire',
+    ]);
   });
 });

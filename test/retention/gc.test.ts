@@ -4,31 +4,18 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { listChunks, removeVersionManifests } from '../../activities/store/index.js';
 import { collectGarbage, pruneStore } from '../../activities/retention/index';
 import { keepSchema } from '../../common/retention-config';
 import { TWELVE_SYNCS_KEEP, TWELVE_SYNCS_KEPT } from '../support/retention-timeline';
-import { startDroplet, tempDir, type Droplet } from '../transfer/helpers.js';
+import { dropletFixture } from '../transfer/helpers.js';
 import { BLOCK, TestVolume, assertChunksSound } from '../store/support.js';
 import { ageChunks, forget, neededChunks, twelveSyncs, versionIds } from './support';
 
 const CHILD = join(__dirname, 'fixtures', 'retention-kill-child.ts');
 
-let d: Droplet;
-let tmp: { dir: string; cleanup: () => Promise<void> };
-let n = 0;
-
-before(async () => {
-  d = await startDroplet();
-  tmp = await tempDir('dosvob-gc-');
-});
-after(async () => {
-  await d.close();
-  await tmp.cleanup();
-});
-
-const dir = () => join(tmp.dir, `t${++n}`);
+const fx = dropletFixture('dosvob-gc-');
 
 async function killedChild(opts: Record<string, unknown>): Promise<void> {
   const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(opts)], {
@@ -43,7 +30,7 @@ async function killedChild(opts: Record<string, unknown>): Promise<void> {
 
 void describe('garbage collection beside a sync', { concurrency: false }, () => {
   void test('a sync committing between the mark and the sweep keeps a garbage chunk it now needs', async () => {
-    const v = await TestVolume.create(d, dir(), 12 * BLOCK);
+    const v = await TestVolume.create(fx.d, fx.dir(), 12 * BLOCK);
     const x = randomBytes(BLOCK);
     await v.write(0, x);
     const v1 = (await v.sync()).versionId!;
@@ -89,7 +76,7 @@ void describe('garbage collection beside a sync', { concurrency: false }, () => 
   });
 
   void test('syncs and collections run at the same time: no kept version loses a chunk', async () => {
-    const v = await TestVolume.create(d, dir(), 24 * BLOCK);
+    const v = await TestVolume.create(fx.d, fx.dir(), 24 * BLOCK);
     let seed = 7;
     const next = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     await v.sync();
@@ -115,7 +102,7 @@ void describe('SIGKILL during pruning and garbage collection', { concurrency: fa
     .sort((a, b) => a - b);
 
   void test('killed while removing manifests: what remains restores, a new prune finishes the job', async () => {
-    const { v, ids } = await twelveSyncs(d, dir(), 21);
+    const { v, ids } = await twelveSyncs(fx.d, fx.dir(), 21);
     await killedChild({ backupsDir: v.backups, mode: 'prune', keep: TWELVE_SYNCS_KEEP });
     const left = await versionIds(v.backups);
     for (const k of expectedSurvivors) assert.ok(left.includes(ids[k - 1]!), `sync ${k} (kept by the policy) is there`);
@@ -135,7 +122,7 @@ void describe('SIGKILL during pruning and garbage collection', { concurrency: fa
   });
 
   void test('killed mid-sweep: every kept version restores and verifies; the next GC removes the rest', async () => {
-    const { v } = await twelveSyncs(d, dir(), 22);
+    const { v } = await twelveSyncs(fx.d, fx.dir(), 22);
     await pruneStore(v.backups, 'vol1', policy);
     forget(v, await versionIds(v.backups));
     await ageChunks(v.backups);

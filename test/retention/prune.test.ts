@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ConfigError, loadConfig } from '../../common/config';
 import { keepSchema } from '../../common/retention-config';
@@ -18,24 +18,12 @@ import {
 } from '../../activities/retention/index';
 import { pruneLines } from '../../client/commands/prune';
 import { TWELVE_SYNCS_KEEP, TWELVE_SYNCS_KEPT } from '../support/retention-timeline';
-import { startDroplet, tempDir, type Droplet } from '../transfer/helpers.js';
+import { dropletFixture } from '../transfer/helpers.js';
 import { BLOCK, TestVolume, assertChunksSound, rng } from '../store/support.js';
 import { ageChunks, forget, neededChunks, syncAt, treeState, twelveSyncs, versionIds } from './support';
 
-let d: Droplet;
-let tmp: { dir: string; cleanup: () => Promise<void> };
-let n = 0;
+const fx = dropletFixture('dosvob-retention-');
 
-before(async () => {
-  d = await startDroplet();
-  tmp = await tempDir('dosvob-retention-');
-});
-after(async () => {
-  await d.close();
-  await tmp.cleanup();
-});
-
-const dir = () => join(tmp.dir, `t${++n}`);
 const POLICY = keepSchema.parse(TWELVE_SYNCS_KEEP);
 const KEPT_SYNCS = Object.keys(TWELVE_SYNCS_KEPT)
   .map(Number)
@@ -48,7 +36,7 @@ async function writeConf(path: string, extra: Record<string, unknown>): Promise<
 
 void describe('pruning a real store', { concurrency: false }, () => {
   void test('12 syncs over the timeline: exactly the expected versions remain, for their rules, each byte-exact', async () => {
-    const { v, ids } = await twelveSyncs(d, dir(), 1);
+    const { v, ids } = await twelveSyncs(fx.d, fx.dir(), 1);
     const r = await pruneStore(v.backups, 'vol1', POLICY);
     const expected = KEPT_SYNCS.map((k) => ids[k - 1]!);
     assert.deepEqual(await versionIds(v.backups), expected, 'the versions left on disk');
@@ -80,7 +68,7 @@ void describe('pruning a real store', { concurrency: false }, () => {
   });
 
   void test('a protected version survives a policy that would remove it; unprotected, it goes', async () => {
-    const { v, ids } = await twelveSyncs(d, dir(), 2);
+    const { v, ids } = await twelveSyncs(fx.d, fx.dir(), 2);
     const acts = createRetentionActivities({ backupsDir: v.backups, policy: POLICY });
     const p = await acts.setVersionProtected({ volume: 'vol1', version: ids[2]!.slice(0, 18), protected: true });
     assert.deepEqual(p, { key: 'vol1', versionId: ids[2], protected: true, unchanged: false });
@@ -99,7 +87,7 @@ void describe('pruning a real store', { concurrency: false }, () => {
   });
 
   void test("conf.json's snapshot_retention (the original dosvob's form) prunes as its rules say", async () => {
-    const { v, ids } = await twelveSyncs(d, dir(), 3);
+    const { v, ids } = await twelveSyncs(fx.d, fx.dir(), 3);
     const conf = loadConfig({
       path: await writeConf(join(v.dir, 'conf.json'), {
         snapshot_retention: [{ last: 2 }, { frequency: '1 day', duration: '1 month' }],
@@ -122,9 +110,10 @@ void describe('pruning a real store', { concurrency: false }, () => {
   });
 
   void test('retention in conf.json is validated with the field named', async () => {
-    const base = await mkdtemp(join(tmp.dir, 'conf-'));
+    const base = await mkdtemp(join(fx.root, 'conf-'));
+    let confs = 0;
     const bad = async (extra: Record<string, unknown>, message: RegExp) => {
-      const path = await writeConf(join(base, `c${++n}.json`), extra);
+      const path = await writeConf(join(base, `c${++confs}.json`), extra);
       assert.throws(
         () => loadConfig({ path, requireToken: false }),
         (err: unknown) => {
@@ -153,7 +142,7 @@ void describe('pruning a real store', { concurrency: false }, () => {
   });
 
   void test('an older lineage (volume deleted and re-created) is pruned within itself and keeps its newest', async () => {
-    const v = await TestVolume.create(d, dir(), 16 * BLOCK);
+    const v = await TestVolume.create(fx.d, fx.dir(), 16 * BLOCK);
     const next = rng(4);
     const old: string[] = [];
     const cur: string[] = [];
@@ -179,7 +168,7 @@ void describe('pruning a real store', { concurrency: false }, () => {
   });
 
   void test('a store a sync holds is skipped, not waited for and not pruned', async () => {
-    const { v, ids } = await twelveSyncs(d, dir(), 5);
+    const { v, ids } = await twelveSyncs(fx.d, fx.dir(), 5);
     const lock = await StoreLock.acquire(storePaths(v.backups, 'vol1').lock, 'vol1');
     try {
       const r = await pruneStore(v.backups, 'vol1', POLICY);
@@ -191,7 +180,7 @@ void describe('pruning a real store', { concurrency: false }, () => {
   });
 
   void test('prune --dry-run changes no file and names the rules keeping each version', async () => {
-    const { v, ids } = await twelveSyncs(d, dir(), 6);
+    const { v, ids } = await twelveSyncs(fx.d, fx.dir(), 6);
     await setProtected(v.backups, 'vol1', ids[4]!, true);
     await ageChunks(v.backups);
     const beforeState = await treeState(v.backups);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { listChunks, listVersions, restoreVersion } from '../../activities/store/index.js';
 import { syncVolume } from '../../activities/transfer/core.js';
 import { baseOptions, startDroplet, tempDir } from '../transfer/helpers.js';
+import { pick } from '../bench/pick-blocks.js';
 
 const MiB = 1 << 20;
 const SIZE = 2048 * MiB;
@@ -26,14 +27,6 @@ function data(seed: string, i: number): Buffer {
 function writeBytes(): number {
   const m = /write_bytes: (\d+)/.exec(readFileSync('/proc/self/io', 'utf8'));
   return Number(m?.[1] ?? 0);
-}
-
-function pick(seed: string, count: number, from: number[]): number[] {
-  return from
-    .map((i) => ({ i, s: createHash('sha256').update(`${seed}:${i}`).digest().readUInt32BE(0) }))
-    .sort((a, b) => a.s - b.s)
-    .slice(0, count)
-    .map((x) => x.i);
 }
 
 async function main(): Promise<void> {

@@ -19,29 +19,18 @@ import {
   verifyImage,
   type ApplyStep,
 } from '../../activities/store/index.js';
-import { baseOptions, startDroplet, tempDir, type Droplet } from '../transfer/helpers.js';
+import { baseOptions, dropletFixture } from '../transfer/helpers.js';
 import { BLOCK, TestVolume, assertChunksSound, rng } from './support.js';
 
 const CHILD = join(__dirname, 'fixtures', 'versions-kill-child.ts');
 
-let d: Droplet;
-let tmp: { dir: string; cleanup: () => Promise<void> };
-let n = 0;
-
-before(async () => {
-  d = await startDroplet();
-  tmp = await tempDir('dosvob-versions-crash-');
-});
-after(async () => {
-  await d.close();
-  await tmp.cleanup();
-});
+const fx = dropletFixture('dosvob-versions-crash-');
 
 type Kill = { killAtChunk?: number; killAtRecord?: number; killAtStep?: ApplyStep; copyEarly?: boolean };
 
 /** Run the sync in a child that kills itself at `kill`; resolves once it is dead (asserting it was killed). */
 async function killedSync(v: TestVolume, kill: Kill): Promise<void> {
-  const opts = { ...baseOptions(d, v.backups, v.device, v.options()), ...kill };
+  const opts = { ...baseOptions(fx.d, v.backups, v.device, v.options()), ...kill };
   const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(opts)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -54,7 +43,7 @@ async function killedSync(v: TestVolume, kill: Kill): Promise<void> {
 
 /** Three versions, then changes that overwrite blocks whose content is kept nowhere yet. */
 async function threeVersions(seed: number): Promise<TestVolume> {
-  const v = await TestVolume.create(d, join(tmp.dir, `t${++n}`), 40 * BLOCK);
+  const v = await TestVolume.create(fx.d, fx.dir(), 40 * BLOCK);
   const next = rng(seed);
   for (let k = 0; k < 3; k++) {
     if (k > 0) await v.mutate(next);
@@ -146,7 +135,7 @@ void describe('kept versions: a full disk while keeping the overwritten blocks',
   let mnt: string;
   let mounted = false;
   before(async () => {
-    mnt = join(tmp.dir, 'small-fs');
+    mnt = join(fx.root, 'small-fs');
     await mkdir(mnt, { recursive: true });
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${24 << 20}`, 'tmpfs', mnt], { stdio: 'ignore' });
@@ -166,7 +155,7 @@ void describe('kept versions: a full disk while keeping the overwritten blocks',
 
   void test('fails the sync with DiskFullError; image, manifest and every version intact; the next sync works', async (t) => {
     if (!mounted) return t.skip('cannot mount a small tmpfs here (needs root)');
-    const v = await TestVolume.create(d, join(tmp.dir, 'df'), 40 * BLOCK);
+    const v = await TestVolume.create(fx.d, join(fx.root, 'df'), 40 * BLOCK);
     // The device lives outside the small filesystem; only the backups are on it.
     const backups = join(mnt, 'backups');
     Object.assign(v, { backups });

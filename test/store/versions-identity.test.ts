@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   StoreFormatError,
   claimStoreKey,
@@ -17,33 +17,20 @@ import {
   storePaths,
   verifyImage,
 } from '../../activities/store/index.js';
-import { filesEqual, makeDevice, startDroplet, tempDir, type Droplet } from '../transfer/helpers.js';
+import { filesEqual, makeDevice, dropletFixture } from '../transfer/helpers.js';
 import { BLOCK, TestVolume, assertChunksSound, rng } from './support.js';
 
-let d: Droplet;
-let tmp: { dir: string; cleanup: () => Promise<void> };
-let n = 0;
-
-before(async () => {
-  d = await startDroplet();
-  tmp = await tempDir('dosvob-versions-id-');
-});
-after(async () => {
-  await d.close();
-  await tmp.cleanup();
-});
-
-const dir = () => join(tmp.dir, `t${++n}`);
+const fx = dropletFixture('dosvob-versions-id-');
 
 void describe('kept versions: identity', { concurrency: false }, () => {
   void test('two volumes named alike in two regions each have their own image and versions', async () => {
-    const root = dir();
-    const nyc = await TestVolume.create(d, join(root, 'nyc'), 20 * BLOCK, {
+    const root = fx.dir();
+    const nyc = await TestVolume.create(fx.d, join(root, 'nyc'), 20 * BLOCK, {
       volumeName: 'data',
       volumeId: 'id-nyc',
       region: 'nyc3',
     });
-    const fra = await TestVolume.create(d, join(root, 'fra'), 28 * BLOCK, {
+    const fra = await TestVolume.create(fx.d, join(root, 'fra'), 28 * BLOCK, {
       volumeName: 'data',
       volumeId: 'id-fra',
       region: 'fra1',
@@ -90,7 +77,7 @@ void describe('kept versions: identity', { concurrency: false }, () => {
   });
 
   void test('claiming a name is atomic, and keys never hold a path', async () => {
-    const backups = join(dir(), 'backups');
+    const backups = join(fx.dir(), 'backups');
     await mkdir(backups, { recursive: true });
     const keys = await Promise.all(['nyc3', 'fra1', 'sfo3', 'ams3'].map((r) => claimStoreKey(backups, 'db', r)));
     assert.equal(keys.filter((k) => k === 'db').length, 1, `one region gets the plain name: ${keys.join(', ')}`);
@@ -106,7 +93,7 @@ void describe('kept versions: identity', { concurrency: false }, () => {
   });
 
   void test('a volume re-created under the same name is a new lineage; the old one stays readable', async () => {
-    const v = await TestVolume.create(d, dir(), 24 * BLOCK, { region: 'nyc3', volumeId: 'id-old' });
+    const v = await TestVolume.create(fx.d, fx.dir(), 24 * BLOCK, { region: 'nyc3', volumeId: 'id-old' });
     await v.sync();
     await v.mutate(rng(9));
     await v.sync();
@@ -140,7 +127,7 @@ async function toFormat1(backups: string, key: string): Promise<void> {
 
 void describe('kept versions: store format', { concurrency: false }, () => {
   void test('a format-1 store is upgraded in place: its image becomes version 1 and a later sync works', async () => {
-    const v = await TestVolume.create(d, dir(), 24 * BLOCK);
+    const v = await TestVolume.create(fx.d, fx.dir(), 24 * BLOCK);
     const r1 = await v.sync();
     const imageBefore = await readFile(r1.imagePath);
     await toFormat1(v.backups, 'vol1');
@@ -173,7 +160,7 @@ void describe('kept versions: store format', { concurrency: false }, () => {
   });
 
   void test('a store of a newer format is refused with a clear message, untouched', async () => {
-    const v = await TestVolume.create(d, dir(), 8 * BLOCK);
+    const v = await TestVolume.create(fx.d, fx.dir(), 8 * BLOCK);
     await v.sync();
     const paths = storePaths(v.backups, 'vol1');
     const buf = await readFile(paths.manifest);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   VersionDamagedError,
   chunkPath,
@@ -22,27 +22,14 @@ import {
   zeroHash,
 } from '../../activities/store/index.js';
 import { contentDigest } from '../support/sparse.js';
-import { filesEqual, startDroplet, tempDir, type Droplet } from '../transfer/helpers.js';
+import { filesEqual, dropletFixture } from '../transfer/helpers.js';
 import { BLOCK, TestVolume, assertChunksSound, rng } from './support.js';
 
-let d: Droplet;
-let tmp: { dir: string; cleanup: () => Promise<void> };
-let n = 0;
-
-before(async () => {
-  d = await startDroplet();
-  tmp = await tempDir('dosvob-versions-');
-});
-after(async () => {
-  await d.close();
-  await tmp.cleanup();
-});
-
-const dir = () => join(tmp.dir, `t${++n}`);
+const fx = dropletFixture('dosvob-versions-');
 
 void describe('kept versions', { concurrency: false }, () => {
   void test('12 syncs with random changes: each is a version that restores byte-exact to the source at that time', async () => {
-    const v = await TestVolume.create(d, dir(), 48 * BLOCK + 12345);
+    const v = await TestVolume.create(fx.d, fx.dir(), 48 * BLOCK + 12345);
     const next = rng(12);
     const recurring = randomBytes(BLOCK);
     let changedBytes = 0;
@@ -91,7 +78,7 @@ void describe('kept versions', { concurrency: false }, () => {
   });
 
   void test('a restore reads unchanged blocks from the image and checks every block; a damaged one is refused', async () => {
-    const v = await TestVolume.create(d, dir(), 16 * BLOCK);
+    const v = await TestVolume.create(fx.d, fx.dir(), 16 * BLOCK);
     await v.sync();
     await v.write(3 * BLOCK, randomBytes(BLOCK));
     await v.sync();
@@ -126,7 +113,7 @@ void describe('kept versions', { concurrency: false }, () => {
   });
 
   void test('verifyChunks finds a corrupted chunk, moves it aside and names exactly the versions it breaks', async () => {
-    const v = await TestVolume.create(d, dir(), 24 * BLOCK);
+    const v = await TestVolume.create(fx.d, fx.dir(), 24 * BLOCK);
     const next = rng(7);
     for (let k = 0; k < 5; k++) {
       if (k > 0) await v.mutate(next);
@@ -167,7 +154,7 @@ void describe('kept versions', { concurrency: false }, () => {
   });
 
   void test('protect, remove (never the newest, atomically), and the bytes each version alone holds', async () => {
-    const v = await TestVolume.create(d, dir(), 16 * BLOCK);
+    const v = await TestVolume.create(fx.d, fx.dir(), 16 * BLOCK);
     await v.sync();
     // Blocks 1, 3 and 4 hold data in the fixture. S goes from block 1 (v2) to block 4 (v3): one chunk serves both.
     const S = randomBytes(BLOCK);
@@ -231,7 +218,7 @@ void describe('kept versions', { concurrency: false }, () => {
   });
 
   void test('readVersionBlocks yields every block checked, saying where it came from', async () => {
-    const v = await TestVolume.create(d, dir(), 8 * BLOCK);
+    const v = await TestVolume.create(fx.d, fx.dir(), 8 * BLOCK);
     await v.sync();
     await v.write(0, randomBytes(BLOCK));
     await v.sync();

@@ -3,6 +3,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import {
   ExecSshServer,
   generateEd25519,
@@ -65,6 +66,42 @@ export async function startDroplet(
 export async function tempDir(prefix = 'dosvob-transfer-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** A test file's droplet and temporary directory, there while its tests run; `dir()` names a fresh directory in it. */
+export interface DropletFixture {
+  readonly d: Droplet;
+  readonly root: string;
+  dir(): string;
+}
+
+/** One droplet and one temporary directory for all the tests of the calling file: started before them, gone after. */
+export function dropletFixture(prefix: string): DropletFixture {
+  let droplet: Droplet | undefined;
+  let tmp: { dir: string; cleanup: () => Promise<void> } | undefined;
+  let n = 0;
+  before(async () => {
+    droplet = await startDroplet();
+    tmp = await tempDir(prefix);
+  });
+  after(async () => {
+    await droplet?.close();
+    await tmp?.cleanup();
+  });
+  const root = (): string => {
+    if (!tmp) throw new Error('the droplet fixture is used outside its tests');
+    return tmp.dir;
+  };
+  return {
+    get d() {
+      if (!droplet) throw new Error('the droplet fixture is used outside its tests');
+      return droplet;
+    },
+    get root() {
+      return root();
+    },
+    dir: () => join(root(), `t${++n}`),
+  };
 }
 
 export const MiB = 1 << 20;

@@ -5,25 +5,14 @@
 import assert from 'node:assert/strict';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { storePaths } from '../../activities/store/layout.js';
 import { readManifest } from '../../activities/store/manifest.js';
 import type { CommitRecord } from '../../activities/store/staging.js';
 import { VolumeStore, verifyImage, type ApplyStep } from '../../activities/store/store.js';
-import { MiB, filesEqual, makeDevice, mutateRegion, startDroplet, sync, tempDir, type Droplet } from './helpers.js';
+import { MiB, filesEqual, makeDevice, mutateRegion, sync, dropletFixture } from './helpers.js';
 
-let d: Droplet;
-let tmp: { dir: string; cleanup: () => Promise<void> };
-let n = 0;
-
-before(async () => {
-  d = await startDroplet();
-  tmp = await tempDir('dosvob-store-crash-');
-});
-after(async () => {
-  await d.close();
-  await tmp.cleanup();
-});
+const fx = dropletFixture('dosvob-store-crash-');
 
 class Crash extends Error {
   constructor(readonly at: string) {
@@ -35,12 +24,12 @@ const OPTS = { blockSize: MiB, stripes: 1 } as const;
 
 /** A device and a backups dir holding its first sync (snap-1); then the device changes (8 data records, 1 zeroed). */
 async function synced() {
-  const dir = join(tmp.dir, `t${++n}`);
+  const dir = fx.dir();
   await mkdir(dir, { recursive: true });
   const device = join(dir, 'device.img');
   await makeDevice(device, 16 * MiB, MiB, (i) => (i % 2 === 0 ? 'random' : 'zero'));
   const backups = join(dir, 'backups');
-  await sync(d, backups, device, OPTS);
+  await sync(fx.d, backups, device, OPTS);
   for (let i = 0; i < 16; i += 2) await mutateRegion(device, MiB, i, 'random');
   await mutateRegion(device, MiB, 3, 'zero');
   return { device, backups, paths: storePaths(backups, 'vol1') };
@@ -49,7 +38,7 @@ async function synced() {
 /** An incremental sync (snap-2) cut off right after `step`. */
 async function crashAfter(f: Awaited<ReturnType<typeof synced>>, step: ApplyStep): Promise<void> {
   await assert.rejects(
-    sync(d, f.backups, f.device, {
+    sync(fx.d, f.backups, f.device, {
       ...OPTS,
       snapshotId: 'snap-2',
       hooks: {
@@ -69,7 +58,7 @@ async function assertWholeAndUsable(f: Awaited<ReturnType<typeof synced>>): Prom
   assert.equal(v.ok, true, `verify: ${JSON.stringify({ bad: v.badBlocks, size: v.sizeMatches })}`);
   assert.equal(v.manifest.header.snapshotId, 'snap-2');
   await mutateRegion(f.device, MiB, 5, 'random');
-  const r = await sync(d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-3' });
+  const r = await sync(fx.d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-3' });
   assert.equal(r.adopted, false, 'nothing had to be re-hashed');
   assert.equal(r.blocksChanged, 1);
   assert.ok(await filesEqual(f.device, f.paths.image), 'the next sync brought the image up to date');
@@ -88,7 +77,7 @@ void describe('store: crashes while a commit is finished', { concurrency: false 
     // The state the former order (rename the manifest, then `rm -r staging/`) left when killed inside the rm. Built by
     // hand, so it does not depend on the store's own hooks.
     const f = await synced();
-    await sync(d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
+    await sync(fx.d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
     const manifest = await readManifest(f.paths.manifest);
     await mkdir(f.paths.staging, { recursive: true });
     const commit: CommitRecord = {
@@ -154,7 +143,7 @@ void describe('store: crashes while a commit is finished', { concurrency: false 
   void test('a crash mid-apply whose redo log is then lost drops the update; the next sync re-hashes and repairs', async () => {
     const f = await synced();
     await assert.rejects(
-      sync(d, f.backups, f.device, {
+      sync(fx.d, f.backups, f.device, {
         ...OPTS,
         snapshotId: 'snap-2',
         hooks: {
@@ -178,7 +167,7 @@ void describe('store: crashes while a commit is finished', { concurrency: false 
     }
     assert.equal(await exists(f.paths.staging), false);
     assert.ok((await readFile(f.paths.image)).equals(imageBefore), 'recovery wrote nothing into the image');
-    const r = await sync(d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
+    const r = await sync(fx.d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
     assert.equal(r.adopted, true, 're-hashed');
     assert.ok(await filesEqual(f.device, f.paths.image));
     assert.equal((await verifyImage(f.backups, 'vol1')).ok, true);

@@ -3,31 +3,20 @@
 import assert from 'node:assert/strict';
 import { mkdir, open, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { RedoLogDamagedError } from '../../activities/store/errors.js';
 import { inspectImages } from '../../activities/store/inspect.js';
 import { storePaths } from '../../activities/store/layout.js';
 import { scanStripeLog, type CommitRecord, type LogRecord } from '../../activities/store/staging.js';
 import { VolumeStore, verifyImage } from '../../activities/store/store.js';
-import { MiB, filesEqual, makeDevice, mutateRegion, startDroplet, sync, tempDir, type Droplet } from './helpers.js';
+import { MiB, filesEqual, makeDevice, mutateRegion, sync, dropletFixture } from './helpers.js';
 
-let d: Droplet;
-let tmp: { dir: string; cleanup: () => Promise<void> };
-let n = 0;
-
-before(async () => {
-  d = await startDroplet();
-  tmp = await tempDir('dosvob-store-integrity-');
-});
-after(async () => {
-  await d.close();
-  await tmp.cleanup();
-});
+const fx = dropletFixture('dosvob-store-integrity-');
 
 const OPTS = { blockSize: MiB, stripes: 1 } as const;
 
 async function fixture(volumeName = 'vol1') {
-  const dir = join(tmp.dir, `t${++n}`);
+  const dir = fx.dir();
   await mkdir(dir, { recursive: true });
   const device = join(dir, `${volumeName}.device`);
   await makeDevice(device, 12 * MiB, MiB, (i) => (i % 2 === 0 ? 'random' : 'zero'));
@@ -63,11 +52,11 @@ async function block(path: string, i: number): Promise<Buffer> {
 void describe('store: damage on the local disk', { concurrency: false }, () => {
   void test('the listing survives a damaged manifest and an odd-named image, and says why for each', async () => {
     const good = await fixture('good');
-    await sync(d, good.backups, good.device, { ...OPTS, volumeName: 'good' });
+    await sync(fx.d, good.backups, good.device, { ...OPTS, volumeName: 'good' });
     const bad = storePaths(good.backups, 'bad');
     const badDevice = join(good.dir, 'bad.device');
     await makeDevice(badDevice, 4 * MiB, MiB, () => 'random');
-    await sync(d, good.backups, badDevice, { ...OPTS, volumeName: 'bad' });
+    await sync(fx.d, good.backups, badDevice, { ...OPTS, volumeName: 'bad' });
     await flipByte(bad.manifest, (await readFile(bad.manifest)).length - 40); // inside the block hashes
     await writeFile(join(good.backups, 'My Disk (old).img'), Buffer.alloc(4096, 7));
 
@@ -97,10 +86,10 @@ void describe('store: damage on the local disk', { concurrency: false }, () => {
 
   void test('a sync after a damaged manifest re-hashes the image and produces a correct one', async () => {
     const f = await fixture();
-    await sync(d, f.backups, f.device, OPTS);
+    await sync(fx.d, f.backups, f.device, OPTS);
     await flipByte(f.paths.manifest, 100);
     await mutateRegion(f.device, MiB, 4, 'random');
-    const r = await sync(d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
+    const r = await sync(fx.d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
     assert.equal(r.adopted, true, 'the image was re-hashed instead of trusting the manifest');
     assert.equal(r.blocksChanged, 1, 'and only what differs was fetched');
     assert.ok(await filesEqual(f.device, f.paths.image));
@@ -112,11 +101,11 @@ void describe('store: damage on the local disk', { concurrency: false }, () => {
 
   void test('staged data that fails its SHA-256 at commit is not written; image and manifest agree; the next sync fetches it', async () => {
     const f = await fixture();
-    await sync(d, f.backups, f.device, OPTS);
+    await sync(fx.d, f.backups, f.device, OPTS);
     const before = await readFile(f.paths.image);
     for (const i of [0, 2, 6]) await mutateRegion(f.device, MiB, i, 'random');
     let damaged = -1;
-    const err = await sync(d, f.backups, f.device, {
+    const err = await sync(fx.d, f.backups, f.device, {
       ...OPTS,
       snapshotId: 'snap-2',
       hooks: {
@@ -146,7 +135,7 @@ void describe('store: damage on the local disk', { concurrency: false }, () => {
     assert.equal(listed.state, 'incomplete');
     assert.match(listed.detail ?? '', /1 block.*first: 2\)/);
 
-    const r = await sync(d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
+    const r = await sync(fx.d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
     assert.equal(r.adopted, false);
     assert.equal(r.blocksChanged, 1, 'only the stale block travels again');
     assert.ok(await filesEqual(f.device, f.paths.image));
@@ -156,10 +145,10 @@ void describe('store: damage on the local disk', { concurrency: false }, () => {
 
   void test('damaged staged data found when a crashed apply is finished is skipped the same way', async () => {
     const f = await fixture();
-    await sync(d, f.backups, f.device, OPTS);
+    await sync(fx.d, f.backups, f.device, OPTS);
     for (const i of [0, 2, 6, 8]) await mutateRegion(f.device, MiB, i, 'random');
     await assert.rejects(
-      sync(d, f.backups, f.device, {
+      sync(fx.d, f.backups, f.device, {
         ...OPTS,
         snapshotId: 'snap-2',
         hooks: {
@@ -183,18 +172,18 @@ void describe('store: damage on the local disk', { concurrency: false }, () => {
     assert.equal(v.ok, true, `image and manifest agree: bad ${v.badBlocks.join(',')}`);
     assert.equal(v.manifest.header.snapshotId, 'snap-2');
     assert.deepEqual(v.manifest.header.staleBlocks?.first, [victim.index]);
-    const r = await sync(d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
+    const r = await sync(fx.d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
     assert.equal(r.blocksChanged, 1);
     assert.ok(await filesEqual(f.device, f.paths.image));
   });
 
   void test('a staged log that cannot be read at commit drops the update before it touches the image', async () => {
     const f = await fixture();
-    await sync(d, f.backups, f.device, OPTS);
+    await sync(fx.d, f.backups, f.device, OPTS);
     const before = await readFile(f.paths.image);
     const manifestBefore = await readFile(f.paths.manifest);
     for (const i of [0, 2]) await mutateRegion(f.device, MiB, i, 'random');
-    const err = await sync(d, f.backups, f.device, {
+    const err = await sync(fx.d, f.backups, f.device, {
       ...OPTS,
       snapshotId: 'snap-2',
       hooks: {
@@ -215,7 +204,7 @@ void describe('store: damage on the local disk', { concurrency: false }, () => {
     const store = await VolumeStore.open({ backupsDir: f.backups, volumeName: 'vol1' });
     assert.equal(store.imageChanged, false, 'still trusted: nothing was written');
     await store.release();
-    const r = await sync(d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
+    const r = await sync(fx.d, f.backups, f.device, { ...OPTS, snapshotId: 'snap-2' });
     assert.equal(r.adopted, false);
     assert.ok(await filesEqual(f.device, f.paths.image));
     assert.equal((await verifyImage(f.backups, 'vol1')).ok, true);
