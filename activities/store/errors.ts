@@ -62,3 +62,25 @@ export function rethrowDiskFull(err: unknown, what: string): never {
   }
   throw err;
 }
+
+export class VersionNotFoundError extends Error {
+  readonly code = 'VersionNotFound';
+  constructor(message: string) {
+    super(message);
+    this.name = 'VersionNotFoundError';
+  }
+}
+
+/** A block of a version could not be read with the content its manifest names (missing or damaged everywhere). */
+export class VersionDamagedError extends Error {
+  readonly code = 'VersionDamaged';
+  constructor(
+    message: string,
+    readonly key: string,
+    readonly versionId: string,
+    readonly block: number,
+  ) {
+    super(message);
+    this.name = 'VersionDamagedError';
+  }
+}

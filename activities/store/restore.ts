@@ -14,7 +14,8 @@ import { readChunk } from './chunks.js';
 import { fsyncDir, punchHoles, readFully, unlinkIfExists, writeSparse, type HoleRange } from './fsutil.js';
 import { storePaths } from './layout.js';
 import { blockLength, hashAt, readManifest, zeroHash, type Manifest } from './manifest.js';
-import { VersionDamagedError, listVersions, readVersionManifest } from './versions.js';
+import { VersionDamagedError } from './errors.js';
+import { listVersions, readVersionManifest } from './versions.js';
 
 export interface RestoreOptions {
   onProgress?: (p: { blocksDone: number; blockCount: number }) => void;

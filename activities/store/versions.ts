@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ManifestDamagedError, StoreFormatError, isErrno } from './errors.js';
+import { ManifestDamagedError, StoreFormatError, VersionNotFoundError, isErrno } from './errors.js';
 import { checkChunk, listChunks, setChunkAside, type ChunkInfo } from './chunks.js';
 import { fsyncDir, unlinkIfExists, writeFileAtomic } from './fsutil.js';
 import { listStoreKeys } from './identity.js';
@@ -25,28 +25,6 @@ import {
 } from './manifest.js';
 
 export const VERSION_ID_RE = /^\d{8}T\d{6}Z-[0-9a-f]{6}$/;
-
-export class VersionNotFoundError extends Error {
-  readonly code = 'VersionNotFound';
-  constructor(message: string) {
-    super(message);
-    this.name = 'VersionNotFoundError';
-  }
-}
-
-/** A block of a version could not be read with the content its manifest names (missing or damaged everywhere). */
-export class VersionDamagedError extends Error {
-  readonly code = 'VersionDamaged';
-  constructor(
-    message: string,
-    readonly key: string,
-    readonly versionId: string,
-    readonly block: number,
-  ) {
-    super(message);
-    this.name = 'VersionDamagedError';
-  }
-}
 
 /** Version ids sort by time: `YYYYMMDDTHHMMSSZ-<6 hex>`. `suffix` makes one deterministic (an upgrade's). */
 export function newVersionId(at: Date, suffix?: string): string {

@@ -1,8 +1,8 @@
 // Checks shared by the end-to-end tests: secrets in histories, retries and activity results in
 // histories, leftovers in the simulator.
 import assert from 'node:assert/strict';
-import type { WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { CancelledFailure, defaultPayloadConverter } from '@temporalio/common';
 import { deriveRunKey } from '../../activities/run-keys';
 import type { Simulator } from '../simulator';
 import { assertNoSecrets, historyJson } from './history';
@@ -113,4 +113,13 @@ export function assertNothingLeft(sim: Simulator, sourceVolumes: readonly string
     'no volumes left but the sources',
   );
   assert.deepEqual(live.pendingActions, [], 'no action in progress');
+}
+
+/** The run ended as cancelled: a workflow failure whose cause is the cancellation, not any other failure. */
+export async function assertEndsCancelled(handle: Pick<WorkflowHandle, 'result'>): Promise<void> {
+  await assert.rejects(handle.result(), (err: unknown) => {
+    assert.ok(err instanceof WorkflowFailedError, String(err));
+    assert.ok(err.cause instanceof CancelledFailure, `cancelled, not ${err.cause?.message}`);
+    return true;
+  });
 }
