@@ -3,6 +3,8 @@
 // and so the token never passes through workflow inputs.
 import type { Config } from '../common/config';
 import type { Prices } from '../common/pricing';
+import { summarizeHook } from './hooks/activities';
+import type { HookSummary } from './hooks/types';
 
 export interface RunSettings {
   regions: string[];
@@ -16,6 +18,10 @@ export interface RunSettings {
   prices: Prices;
   /** This installation's id, in the names and tags of what a run creates (common/installation.ts). */
   installationId: string;
+  /** conf.json `hooks` without commands or keys (the worker matches them to volumes); absent in older runs. */
+  hooks?: HookSummary[];
+  /** conf.json `verify` (absent in runs recorded before issue 12: `hashes`). */
+  verify?: 'hashes' | 'fsck';
 }
 
 export interface SettingsOverrides {
@@ -38,6 +44,8 @@ export function createSettingsActivities(config: Config, installation: { install
         blockSize: config.blockSize,
         prices: config.prices,
         installationId: installation.installationId,
+        hooks: (config.hooks ?? []).map(summarizeHook),
+        verify: config.verify ?? 'hashes',
       };
     },
   };

@@ -2,7 +2,7 @@
 // environment configuration) for a real cluster, or else the embedded local dev server.
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import path from 'node:path';
 import { dataDir } from '../common/paths';
 import { isListening, startDevServer, type DevServer } from './temporal-server';
@@ -76,8 +76,11 @@ export async function connectTemporal(
     uiUrl,
     embedded: server !== undefined,
     async nativeConnection() {
-      native ??= await NativeConnection.connect({
-        ...(connectionOptions as Parameters<typeof NativeConnection.connect>[0]),
+      // Loaded only by commands that run a worker here: `dosvob status` never pays for the worker's native module.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- see lazy.ts: import() does not resolve under tsx
+      const { NativeConnection: Native } = require('@temporalio/worker') as typeof import('@temporalio/worker');
+      native ??= await Native.connect({
+        ...(connectionOptions as Parameters<typeof Native.connect>[0]),
         address,
       });
       return native;

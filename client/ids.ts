@@ -8,6 +8,17 @@ import { UserError } from './errors';
 export const WORKFLOW_TYPE = 'backupWorkflow';
 /** `dosvob cleanup`'s workflow: it runs under the installation's run workflow id too, so never beside a backup. */
 export const CLEANUP_WORKFLOW_TYPE = 'cleanupWorkflow';
+/** `dosvob restore --to-volume`'s workflow: under the run workflow id too (it shares the ephemeral namespace). */
+export const RESTORE_WORKFLOW_TYPE = 'restoreWorkflow';
+
+export type RunKind = 'backup' | 'cleanup' | 'restore';
+
+/** What a workflow under the installation's run workflow id is, by its type. */
+export function runKind(workflowType: string): RunKind {
+  if (workflowType === CLEANUP_WORKFLOW_TYPE) return 'cleanup';
+  if (workflowType === RESTORE_WORKFLOW_TYPE) return 'restore';
+  return 'backup';
+}
 export const SCHEDULE_ID = 'dosvob-schedule';
 /** Schedules append the scheduled time to this id; the run itself then gets `workflowId` (see backupWorkflow). */
 export const SCHEDULED_WORKFLOW_ID = 'dosvob-scheduled';

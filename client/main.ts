@@ -5,24 +5,49 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import type { Writable } from 'node:stream';
 import { ConfigError, loadConfig, type Config } from '../common/config';
 import type { BackupInput } from '../workflows/types';
-import { createWorkers, installLogger, runWorkers, type WorkerRole } from '../worker/worker';
-import { cancel } from './commands/cancel';
-import { cleanup } from './commands/cleanup';
-import { images } from './commands/images';
-import { prune, versionsProtect } from './commands/prune';
-import { restore } from './commands/restore';
-import { runs } from './commands/runs';
-import { scheduleAct, scheduleCreate, scheduleShow, type ScheduleAction } from './commands/schedule';
-import { setup } from './commands/setup';
-import { status } from './commands/status';
-import { sync } from './commands/sync';
-import { versions } from './commands/versions';
-import { connectTemporal } from './connect';
-import { describeError, exitCodeFor } from './errors';
-import { runIdsFromEnv } from './ids';
+import type { WorkerRole } from '../worker/worker';
+import type { ScheduleAction } from './commands/schedule';
+import { lazy } from './lazy';
 import { createOutput, type Output } from './output';
-import { preflight } from './preflight';
-import { CLI_WORKER_OPTIONS, openSession, type OpenSession, type OpenSessionOptions } from './session';
+import type { OpenSession, OpenSessionOptions } from './session';
+
+// Everything heavy (Temporal's client and worker, ssh2, the DigitalOcean client) loads with the command that uses it,
+// so `dosvob --help` starts at once (lazy.ts).
+/* eslint-disable @typescript-eslint/no-require-imports -- see lazy.ts: import() does not resolve under tsx's hook */
+const worker = () => require('../worker/worker') as typeof import('../worker/worker');
+const errors = () => require('./errors') as typeof import('./errors');
+const sessions = () => require('./session') as typeof import('./session');
+const prunes = () => require('./commands/prune') as typeof import('./commands/prune');
+const schedules = () => require('./commands/schedule') as typeof import('./commands/schedule');
+const cancel = lazy(() => require('./commands/cancel') as typeof import('./commands/cancel'), 'cancel');
+const cleanup = lazy(() => require('./commands/cleanup') as typeof import('./commands/cleanup'), 'cleanup');
+const images = lazy(() => require('./commands/images') as typeof import('./commands/images'), 'images');
+const prune = lazy(prunes, 'prune');
+const versionsProtect = lazy(prunes, 'versionsProtect');
+const restore = lazy(() => require('./commands/restore') as typeof import('./commands/restore'), 'restore');
+const restoreToVolume = lazy(
+  () => require('./commands/restore-volume') as typeof import('./commands/restore-volume'),
+  'restoreToVolume',
+);
+const runs = lazy(() => require('./commands/runs') as typeof import('./commands/runs'), 'runs');
+const scheduleAct = lazy(schedules, 'scheduleAct');
+const scheduleCreate = lazy(schedules, 'scheduleCreate');
+const scheduleShow = lazy(schedules, 'scheduleShow');
+const setup = lazy(() => require('./commands/setup') as typeof import('./commands/setup'), 'setup');
+const status = lazy(() => require('./commands/status') as typeof import('./commands/status'), 'status');
+const sync = lazy(() => require('./commands/sync') as typeof import('./commands/sync'), 'sync');
+const versions = lazy(() => require('./commands/versions') as typeof import('./commands/versions'), 'versions');
+const verify = lazy(() => require('./commands/verify') as typeof import('./commands/verify'), 'verify');
+const connectTemporal = lazy(() => require('./connect') as typeof import('./connect'), 'connectTemporal');
+const runIdsFromEnv = lazy(() => require('./ids') as typeof import('./ids'), 'runIdsFromEnv');
+const preflight = lazy(() => require('./preflight') as typeof import('./preflight'), 'preflight');
+const openSession = lazy(sessions, 'openSession');
+const createWorkers = lazy(worker, 'createWorkers');
+const installLogger = lazy(worker, 'installLogger');
+const runWorkers = lazy(worker, 'runWorkers');
+const describeError = lazy(errors, 'describeError');
+const exitCodeFor = lazy(errors, 'exitCodeFor');
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 /** Where a CLI invocation reads and writes: the process's own, or a test's. */
 export interface CliIo {
@@ -35,6 +60,19 @@ export interface CliIo {
   refreshMs?: number;
   /** Without a terminal, how often `sync` prints a moving transfer's progress. */
   plainEveryMs?: number;
+}
+
+interface RestoreCliOptions {
+  at?: string;
+  version?: string;
+  toVolume?: string;
+  region?: string;
+  attachTo?: string;
+  keepPartial?: boolean;
+  detach?: boolean;
+  to?: string;
+  force?: boolean;
+  json?: boolean;
 }
 
 /** `N/T`: the N-th of T slices. */
@@ -190,20 +228,70 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
   program
     .command('restore')
     .description(
-      'Write a kept version of VOLUME as a sparse raw image FILE, every block checked against the version. FILE is ' +
-        "a path on the store worker's machine (the one with the backups directory).",
+      'Bring back a kept version of VOLUME: as a new DigitalOcean volume (--to-volume NAME: created, written, read ' +
+        "back and verified, left detached or attached to --attach-to), or as a sparse raw image FILE on the store worker's " +
+        'machine (--to FILE). Every block is checked against the version.',
     )
     .argument('<volume>', 'a volume name, or name@region')
     .option('--at <time>', 'the newest version at or before TIME (ISO time, local unless it says; or a date)')
     .option('--version <id>', 'this version (see dosvob versions)')
-    .requiredOption('--to <file>', "the raw image to write, on the store worker's machine")
-    .option('--force', 'replace FILE if it exists')
+    .option('--to-volume <name>', 'a new DigitalOcean volume to create and restore onto (never an existing one)')
+    .option('--region <region>', "with --to-volume: the new volume's region (default: the backed-up volume's)")
+    .option('--attach-to <droplet>', 'with --to-volume: attach the restored volume to this droplet (name or id)')
+    .option('--keep-partial', 'with --to-volume: keep an unfinished target volume on failure, for inspection')
+    .option('--detach', 'with --to-volume: start the restore run and return at once')
+    .option('--to <file>', "the raw image to write, on the store worker's machine")
+    .option('--force', 'with --to: replace FILE if it exists')
+    .option('--json', 'print as JSON')
+    .action(async (volume: string, opts: RestoreCliOptions) => {
+      const { UserError } = errors();
+      const out = output(opts.json);
+      if ((opts.to === undefined) === (opts.toVolume === undefined)) {
+        throw new UserError('give --to-volume NAME (a new DigitalOcean volume) or --to FILE, one of them');
+      }
+      const volumeOnly = ['region', 'attachTo', 'keepPartial', 'detach'] as const;
+      const misplaced = volumeOnly.filter((k) => opts[k] !== undefined);
+      if (opts.to !== undefined && misplaced.length > 0) {
+        throw new UserError(
+          `--${misplaced[0]?.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} goes with --to-volume, not --to`,
+        );
+      }
+      if (opts.toVolume !== undefined) {
+        const conf = config();
+        const toVolume = opts.toVolume;
+        const outcome = await withSession({ workersFor: conf, log: (l) => out.note(l) }, (s) =>
+          restoreToVolume(s, conf, out, { volume, ...opts, toVolume }),
+        );
+        if (outcome.result === undefined && !opts.detach) setExitCode(1);
+        return;
+      }
+      const conf = config(false);
+      const to = opts.to as string;
+      await withSession({ workersFor: conf, log: (l) => out.note(l) }, (s) =>
+        restore(s, out, { volume, at: opts.at, version: opts.version, to, force: opts.force }),
+      );
+    });
+
+  program
+    .command('verify')
+    .description(
+      'Check a kept version of VOLUME (or of every volume): every block against its hash, or with --fsck its ' +
+        "filesystem's own checker, read-only (a version that is not the newest is restored to a temporary file " +
+        'first). A failed check marks the version suspect. Exit code 1 when one fails.',
+    )
+    .argument('[volume]', 'a volume name, or name@region')
+    .option('--at <time>', 'the newest version at or before TIME (ISO time, local unless it says; or a date)')
+    .option('--version <id>', 'this version (see dosvob versions)')
+    .option('--fsck', 'run the filesystem checker (e2fsck -fn, xfs_repair -n) instead of the hash check')
     .option('--json', 'print as JSON')
     .action(
-      async (volume: string, opts: { at?: string; version?: string; to: string; force?: boolean; json?: boolean }) => {
+      async (volume: string | undefined, opts: { at?: string; version?: string; fsck?: boolean; json?: boolean }) => {
         const conf = config(false);
         const out = output(opts.json);
-        await withSession({ workersFor: conf, log: (l) => out.note(l) }, (s) => restore(s, out, { volume, ...opts }));
+        const report = await withSession({ workersFor: conf, log: (l) => out.note(l) }, (s) =>
+          verify(s, out, { volume, ...opts }),
+        );
+        setExitCode(report.exitCode);
       },
     );
 
@@ -275,7 +363,7 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
         config: conf,
         role: opts.role,
         taskQueue: ids.taskQueue,
-        options: CLI_WORKER_OPTIONS,
+        options: sessions().CLI_WORKER_OPTIONS,
       });
       console.log(`dosvob worker (${opts.role}) polling ${workers.map((w) => w.options.taskQueue).join(', ')}`);
       await runWorkers(workers, abort.signal);

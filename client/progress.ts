@@ -29,7 +29,7 @@ export interface RunView {
   failed: number;
 }
 
-const AFTER_TRANSFER: ReadonlySet<VolumeStep> = new Set(['detach', 'delete copy', 'delete snapshot', 'done']);
+const AFTER_TRANSFER: ReadonlySet<VolumeStep> = new Set(['detach', 'delete copy', 'delete snapshot', 'fsck', 'done']);
 
 /**
  * Rates from the heartbeats' own timestamps, not from when we polled: a heartbeat can be seconds old, and two polls

@@ -13,9 +13,13 @@ import type { TransferHeartbeat, TransferVolumeInput } from '../activities/trans
 import type { RunProgress } from '../workflows/types';
 
 export const TRANSFER_ACTIVITY = 'transferVolume';
+/** A large run's volume, backed up in a child workflow (its step and transfer are read from the child). */
+export const VOLUME_CHILD_TYPE = 'backupVolumeWorkflow';
+/** A restore's writing onto its target volume: shown like a transfer, for the run's one volume. */
+export const RESTORE_ACTIVITY = 'restoreToDevice';
 
 export interface TransferState {
-  phase: TransferHeartbeat['phase'];
+  phase: TransferHeartbeat['phase'] | 'writing' | 'verifying';
   blockCount: number;
   blocksDone: number;
   bytesReceived: number;
@@ -50,7 +54,7 @@ function tsToDate(ts: { seconds?: unknown; nanos?: number | null } | null | unde
 
 function isHeartbeat(value: unknown): value is TransferHeartbeat {
   if (!value || typeof value !== 'object') return false;
-  const v = value as Partial<TransferHeartbeat>;
+  const v = value as Partial<Pick<TransferHeartbeat, 'blocksDone' | 'blockCount'>> & { phase?: unknown };
   return typeof v.blocksDone === 'number' && typeof v.blockCount === 'number' && typeof v.phase === 'string';
 }
 
@@ -60,6 +64,7 @@ function isHeartbeat(value: unknown): value is TransferHeartbeat {
  */
 export class RunReader {
   private readonly volumeByActivity = new Map<string, string>();
+  private readonly children = new Map<string, RunReader>();
   private readonly converter: LoadedDataConverter;
 
   constructor(
@@ -73,15 +78,20 @@ export class RunReader {
     const description = await this.handle.describe();
     const progress = await this.handle.query<RunProgress>('progress').catch(() => undefined);
     const transfers = new Map<string, TransferState>();
-    const pending = (description.raw.pendingActivities ?? []).filter(
-      (a) => a.activityType?.name === TRANSFER_ACTIVITY && a.activityId,
-    );
+    const all = description.raw.pendingActivities ?? [];
+    const pending = all.filter((a) => a.activityType?.name === TRANSFER_ACTIVITY && a.activityId);
     if (pending.some((a) => !this.volumeByActivity.has(a.activityId ?? ''))) await this.learnVolumes();
+    const restoring = progress?.volumes.length === 1 ? progress.volumes[0]?.name : undefined;
+    for (const a of all) if (a.activityType?.name === RESTORE_ACTIVITY && restoring) pending.push(a);
     for (const activity of pending) {
-      const volume = this.volumeByActivity.get(activity.activityId ?? '');
+      const volume =
+        activity.activityType?.name === RESTORE_ACTIVITY
+          ? restoring
+          : this.volumeByActivity.get(activity.activityId ?? '');
       const state = volume ? await this.transferState(activity) : undefined;
       if (volume && state) transfers.set(volume, state);
     }
+    await this.readChildren(description.raw.pendingChildren ?? [], progress, transfers);
     const parent = description.parentExecution;
     return {
       workflowId: description.workflowId,
@@ -96,6 +106,29 @@ export class RunReader {
     };
   }
 
+  /** The running children's volumes: their step and transfer replace the run's placeholder for them. */
+  private async readChildren(
+    pending: readonly temporal.api.workflow.v1.IPendingChildExecutionInfo[],
+    progress: RunProgress | undefined,
+    transfers: Map<string, TransferState>,
+  ): Promise<void> {
+    for (const c of pending) {
+      if (c.workflowTypeName !== VOLUME_CHILD_TYPE || !c.workflowId || !progress) continue;
+      let reader = this.children.get(c.workflowId);
+      if (!reader) {
+        reader = new RunReader(this.client, this.client.workflow.getHandle(c.workflowId, c.runId ?? undefined));
+        this.children.set(c.workflowId, reader);
+      }
+      const state = await reader.read().catch(() => undefined);
+      const v = state?.progress?.volumes[0];
+      if (!state || !v) continue;
+      const i = progress.volumes.findIndex((x) => x.name === v.name && x.region === v.region);
+      if (i >= 0) progress.volumes[i] = v;
+      const transfer = state.transfers.get(v.name);
+      if (transfer) transfers.set(v.name, transfer);
+    }
+  }
+
   private async transferState(activity: PendingActivity): Promise<TransferState | undefined> {
     const payloads = activity.heartbeatDetails?.payloads;
     if (!payloads?.length) return undefined;
@@ -106,7 +139,8 @@ export class RunReader {
       blockCount: details.blockCount,
       blocksDone: details.blocksDone,
       bytesReceived: details.bytesReceived,
-      blocksChanged: details.blocksChanged,
+      // A restore's heartbeats have no blocksChanged.
+      blocksChanged: details.blocksChanged ?? 0,
       attempt: activity.attempt ?? 1,
       at: tsToDate(activity.lastHeartbeatTime),
     };

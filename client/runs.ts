@@ -3,17 +3,25 @@
 // otherwise the run it launched, which has the installation's workflow id, stands for it.
 import { WorkflowFailedError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
 import { DOSVOB_OUTCOME } from '../common/search-attributes';
-import type { BackupResult } from '../workflows/types';
+import type { BackupResult, VolumeCheckOutcome } from '../workflows/types';
 import type { CleanupResult } from '../workflows/cleanup';
-import { describeError } from './errors';
-import { CLEANUP_WORKFLOW_TYPE, WORKFLOW_TYPE, quoteQuery, type RunIds } from './ids';
-import { resultOfFailure } from './commands/sync';
+import type { RestoreResult } from '../workflows/restore';
+import { describeError, rootApplicationFailure } from './errors';
+import {
+  CLEANUP_WORKFLOW_TYPE,
+  RESTORE_WORKFLOW_TYPE,
+  WORKFLOW_TYPE,
+  quoteQuery,
+  runKind,
+  type RunIds,
+  type RunKind,
+} from './ids';
 
 export type RunOutcome = 'running' | 'ok' | 'failed' | 'cancelled' | 'skipped' | 'terminated' | 'timed out';
 
 export interface RunSummary {
-  /** A backup run, or `dosvob cleanup`'s run. */
-  kind: 'backup' | 'cleanup';
+  /** A backup run, `dosvob cleanup`'s run, or a restore to a new volume. */
+  kind: RunKind;
   workflowId: string;
   runId: string;
   /** The schedule launcher that started the run, if any. */
@@ -28,9 +36,15 @@ export interface RunSummary {
   estimatedCostUsd: number | undefined;
   message: string | undefined;
   /** The version each backed-up volume got (`dosvob versions`, `dosvob restore --version`). */
-  versions?: { volume: string; region: string; storeKey?: string; version: string }[];
+  versions?: { volume: string; region: string; storeKey?: string; version: string; check?: VolumeCheckOutcome }[];
   /** What pruning removed after the run (absent when it did not prune). */
   pruning?: { versionsRemoved: number; bytesFreed: number; error?: string };
+}
+
+/** The result a failed run carries in its failure (BackupFailed), if any. */
+export function resultOfFailure(err: unknown): BackupResult | undefined {
+  const details = rootApplicationFailure(err)?.details?.[0] as BackupResult | undefined;
+  return details && Array.isArray(details.volumes) ? details : undefined;
 }
 
 function outcomeOfStatus(status: WorkflowExecutionInfo['status']['name']): RunOutcome {
@@ -52,13 +66,15 @@ function outcomeOfStatus(status: WorkflowExecutionInfo['status']['name']): RunOu
 
 /** The visibility query for this installation's workflows. */
 export function runsQuery(ids: RunIds): string {
-  const types = [WORKFLOW_TYPE, CLEANUP_WORKFLOW_TYPE].map((t) => `WorkflowType = ${quoteQuery(t)}`).join(' OR ');
+  const types = [WORKFLOW_TYPE, CLEANUP_WORKFLOW_TYPE, RESTORE_WORKFLOW_TYPE]
+    .map((t) => `WorkflowType = ${quoteQuery(t)}`)
+    .join(' OR ');
   return `(${types}) AND TaskQueue = ${quoteQuery(ids.taskQueue)}`;
 }
 
 async function summarize(client: Client, info: WorkflowExecutionInfo): Promise<RunSummary> {
   const summary: RunSummary = {
-    kind: info.type === CLEANUP_WORKFLOW_TYPE ? 'cleanup' : 'backup',
+    kind: runKind(info.type),
     workflowId: info.workflowId,
     runId: info.runId,
     launchedBy: info.parentExecution?.workflowId ?? undefined,
@@ -74,6 +90,7 @@ async function summarize(client: Client, info: WorkflowExecutionInfo): Promise<R
   };
   if (info.status.name === 'RUNNING') return summary;
   if (summary.kind === 'cleanup') return summarizeCleanup(client, info, summary);
+  if (summary.kind === 'restore') return summarizeRestore(client, info, summary);
   let result: BackupResult | undefined;
   try {
     result = (await client.workflow.getHandle(info.workflowId, info.runId).result()) as BackupResult;
@@ -89,7 +106,17 @@ async function summarize(client: Client, info: WorkflowExecutionInfo): Promise<R
     summary.estimatedCostUsd = result.estimatedCostUsd;
     summary.message = result.message;
     summary.versions = result.volumes.flatMap((v) =>
-      v.version ? [{ volume: v.name, region: v.region, storeKey: v.storeKey, version: v.version }] : [],
+      v.version
+        ? [
+            {
+              volume: v.name,
+              region: v.region,
+              storeKey: v.storeKey,
+              version: v.version,
+              ...(v.check ? { check: v.check } : {}),
+            },
+          ]
+        : [],
     );
     if (result.pruning) {
       const { versionsRemoved, bytesFreed, error } = result.pruning;
@@ -104,6 +131,28 @@ async function summarizeCleanup(client: Client, info: WorkflowExecutionInfo, sum
     summary.message = (
       (await client.workflow.getHandle(info.workflowId, info.runId).result()) as CleanupResult
     ).message;
+  } catch (err) {
+    summary.message = describeError(err);
+  }
+  return summary;
+}
+
+async function summarizeRestore(client: Client, info: WorkflowExecutionInfo, summary: RunSummary): Promise<RunSummary> {
+  try {
+    const result = (await client.workflow.getHandle(info.workflowId, info.runId).result()) as RestoreResult;
+    summary.message = result.message;
+    summary.volumes = 1;
+    summary.volumesFailed = 0;
+    summary.bytesTransferred = result.bytesOnWire;
+    summary.estimatedCostUsd = result.estimatedCostUsd;
+    summary.versions = [
+      {
+        volume: result.target.name,
+        region: result.target.region,
+        storeKey: result.storeKey,
+        version: result.versionId,
+      },
+    ];
   } catch (err) {
     summary.message = describeError(err);
   }

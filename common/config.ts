@@ -9,6 +9,7 @@ import { DEFAULT_PRICES, type Prices } from './pricing';
 import type { RetentionPolicy } from './retention';
 import { resolveRetentionPolicy, retentionConfigShape } from './retention-config';
 import { DEFAULT_STORE_TASK_QUEUE } from './task-queues';
+import { hooksConfigShape, resolveHooks, type HookConfig } from './hooks-config';
 
 export const DEFAULT_API_URL = 'https://api.digitalocean.com';
 export const TOKEN_HELP = 'create a token at https://cloud.digitalocean.com/account/api/tokens';
@@ -61,6 +62,9 @@ export const configSchema = z
       .partial()
       .optional(),
     ...retentionConfigShape,
+    ...hooksConfigShape,
+    /** How each new version is checked: its blocks' hashes as received (always), or also its filesystem (issue 12). */
+    verify: z.enum(['hashes', 'fsck']).default('hashes'),
   })
   .strict();
 
@@ -90,6 +94,10 @@ export interface Config {
   readonly prices: Prices;
   /** Which versions pruning keeps: `keep` or `snapshot_retention` of conf.json, else the default. */
   readonly retention: RetentionPolicy;
+  /** Freeze/thaw hooks around snapshots (common/hooks-config.ts); absent or empty: none. */
+  readonly hooks?: readonly HookConfig[];
+  /** `fsck`: after each sync the new version is checked read-only by its filesystem's checker. Default `hashes`. */
+  readonly verify?: 'hashes' | 'fsck';
   readonly sourcePath: string | undefined;
 }
 
@@ -195,6 +203,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     schedule: c.schedule,
     prices: { ...DEFAULT_PRICES, ...c.prices },
     retention,
+    hooks: resolveHooks(c.hooks, file),
+    verify: c.verify,
     sourcePath: file,
   };
 }

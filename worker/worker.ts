@@ -14,14 +14,18 @@ import { dataDir } from '../common/paths';
 import { MAIN_TASK_QUEUE } from '../common/task-queues';
 import { createDoApi } from '../activities/digitalocean/api';
 import { createDigitalOceanActivities } from '../activities/digitalocean/activities';
+import { createRestoreTargetActivities } from '../activities/digitalocean/restore-target';
 import { loadOrCreateKeySecret } from '../activities/run-keys';
 import { installationId } from '../common/installation';
 import { createSettingsActivities } from '../activities/settings';
+import { createHookActivities } from '../activities/hooks/activities';
 import { createHealthcheckActivities } from '../activities/healthchecks';
 import { createStoreActivities } from '../activities/store/activities';
 import { createRetentionActivities } from '../activities/retention/activities';
 import { createStoreOpsActivities } from '../activities/store-ops/activities';
+import { createVerifyActivities } from '../activities/verify/activities';
 import { createTransferActivities, type TransferActivityDeps } from '../activities/transfer/activity';
+import { createRestoreTransferActivities } from '../activities/restore/activity';
 
 export type WorkerRole = 'all' | 'main' | 'store';
 
@@ -92,6 +96,8 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
           ...createSettingsActivities(config, installation),
           ...createHealthcheckActivities(config),
           ...createDigitalOceanActivities({ api, keySecret, sshPort: config.sshPort, ...installation }),
+          ...createHookActivities({ hooks: config.hooks ?? [], api, doToken: config.doToken }),
+          ...createRestoreTargetActivities({ api }),
         },
         ...shared,
       }),
@@ -111,9 +117,11 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
             keySecret,
             coreOptions: setup.transferOptions,
           }),
+          ...createRestoreTransferActivities({ backupsDir: config.backupsDir, keySecret }),
           ...createStoreActivities({ backupsDir: config.backupsDir }),
           ...createRetentionActivities({ backupsDir: config.backupsDir, policy: config.retention }),
           ...createStoreOpsActivities({ backupsDir: config.backupsDir }),
+          ...createVerifyActivities({ backupsDir: config.backupsDir }),
         },
         ...shared,
       }),

@@ -3,13 +3,10 @@
 // and finally delete the droplets and the key. Every resource is recorded in the ledger before it
 // is created, and the ledger is torn down on success, failure and cancellation alike.
 import {
-  ActivityCancellationType,
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowCancellationType,
   ParentClosePolicy,
-  defineQuery,
   isCancellation,
   log,
   patched,
@@ -21,26 +18,21 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type {
-  DigitalOceanActivities,
-  DropletReady,
-  ResourceRef,
-  SourceVolume,
-} from '../activities/digitalocean/activities';
+import type { SourceVolume } from '../activities/digitalocean/activities';
 import type { HealthcheckActivities } from '../activities/healthchecks';
-import type { RunSettings, SettingsActivities } from '../activities/settings';
-import type { TransferActivities } from '../activities/transfer/activity';
+import type { RunSettings } from '../activities/settings';
 import type { PruneOutcome } from '../activities/retention/types';
-import { devicePath, legacyRunKey, names, runKey, runTag } from '../common/names';
-import { estimateCostUsd } from '../common/pricing';
+import { legacyRunKey, runKey, runTag } from '../common/names';
+import { estimateCostUsd, type ResourceSeconds } from '../common/pricing';
 import { DOSVOB_OUTCOME, DOSVOB_VOLUMES, type Outcome } from '../common/search-attributes';
 import { BACKUP_WORKFLOW_ID } from '../common/task-queues';
-import { ms, retryPolicy } from './activity-options';
-import { Ledger, type Attachment, type LedgerKey } from './ledger';
-import { deleteInOrder as deleteResourcesInOrder, describeRef } from './deletion';
-import { cappedKeywordList, formatBytes, limitConcurrency } from './util';
-import { transferBudgetMs } from './transfer-budget';
+import { apiActivities, EphemeralResources, type ReadyDroplet } from './ephemeral';
+import { progressQuery } from './queries';
+import { cappedKeywordList, formatBytes, limitConcurrency, reason } from './util';
+import { backupOneVolume, storeActivities, type VolumeBackupContext } from './volume-backup';
+import { backupVolumeWorkflow, dropletReadySignal } from './volume-child';
 import { pruneOutcome, retentionActivities } from './prune';
+import { checksText, madeSuspectVersion } from './fsck-step';
 import {
   DEFAULT_TIMINGS,
   type BackupInput,
@@ -49,67 +41,26 @@ import {
   type Timings,
   type VolumeOutcome,
   type VolumeProgress,
-  type VolumeStep,
 } from './types';
 
-export const progressQuery = defineQuery<RunProgress>('progress');
-
-/** DigitalOcean (and settings) activities: any worker on the main queue. */
-function apiActivities(t: Timings) {
-  const api = proxyActivities<DigitalOceanActivities & SettingsActivities>({
-    startToCloseTimeout: ms(t.apiStepTimeoutMs),
-    heartbeatTimeout: ms(Math.max(t.apiHeartbeatTimeoutMs, t.pollIntervalMs * 3)),
-    retry: retryPolicy(t, t.apiMaximumAttempts),
-  });
-  const droplet = proxyActivities<DigitalOceanActivities>({
-    startToCloseTimeout: ms(t.dropletReadyTimeoutMs),
-    heartbeatTimeout: ms(Math.max(t.apiHeartbeatTimeoutMs, t.pollIntervalMs * 3)),
-    retry: retryPolicy(t, t.apiMaximumAttempts),
-  });
-  const cleanup = proxyActivities<DigitalOceanActivities>({
-    startToCloseTimeout: ms(t.apiStepTimeoutMs),
-    retry: retryPolicy(t, t.cleanupMaximumAttempts),
-  });
-  // A cancelled create is waited for (the SDK's default, TRY_CANCEL, would not): what it made must be
-  // known, or at least have appeared under its name, before teardown looks for it. The creates do not
-  // act on the cancellation their heartbeats bring: they finish, and the workflow gets their result.
-  const creates = proxyActivities<DigitalOceanActivities>({
-    startToCloseTimeout: ms(t.apiStepTimeoutMs),
-    heartbeatTimeout: ms(Math.max(t.apiHeartbeatTimeoutMs, t.pollIntervalMs * 3)),
-    retry: retryPolicy(t, t.apiMaximumAttempts),
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  });
-  return { api, droplet, cleanup, creates };
-}
+export { progressQuery };
 
 /**
  * Patches (`patched()`): runs that started on an older worker replay with the older shape.
  * SETTLE_CREATES: creates are waited for when cancelled, and teardown waits for those in flight.
- * RELEASE_FAILED_VOLUME: a failed volume's copy and snapshot are deleted at once, not at the end of the run.
+ * RELEASE_FAILED_VOLUME (volume-backup.ts): a failed volume's copy and snapshot are deleted at once.
  */
 const SETTLE_CREATES = 'settle-creates-before-teardown';
-const RELEASE_FAILED_VOLUME = 'release-failed-volume';
 /** INSTALLATION_NAMES: names carry the installation's id and a run key from the run id's random bits. */
 const INSTALLATION_NAMES = 'installation-names';
 /** PRUNE_AFTER_RUN: a successful run prunes versions by the retention policy and collects garbage (store queue). */
 const PRUNE_AFTER_RUN = 'prune-after-run';
-
-/** The transfer: only on the store's own queue, polled by the worker that holds the backups. */
-function storeActivities(t: Timings, storeTaskQueue: string) {
-  return proxyActivities<TransferActivities>({
-    taskQueue: storeTaskQueue,
-    startToCloseTimeout: ms(t.transferTimeoutMs),
-    heartbeatTimeout: ms(t.transferHeartbeatTimeoutMs),
-    retry: retryPolicy(t, t.transferMaximumAttempts),
-  });
-}
-
-/** What one volume's backup has created, as ledger entries. */
-interface VolumeResources {
-  snapRef?: LedgerKey;
-  copyRef?: LedgerKey;
-  attachment?: Attachment;
-}
+/** LARGEST_FIRST: volumes are backed up largest first (stable: same-sized ones in list order). */
+const LARGEST_FIRST = 'largest-first';
+/** VOLUME_CHILDREN: a run of more than `volumesPerHistory` volumes backs each one up in a child workflow. */
+const VOLUME_CHILDREN = 'volume-children';
+/** Inline, a volume adds about 40 events to the run's history: 40 volumes stay near 1,700, well inside the limits. */
+export const DEFAULT_VOLUMES_PER_HISTORY = 40;
 
 /** `; pruned 3 old versions, freed 12 MiB` for the run's message. */
 function pruneText(p: PruneOutcome | undefined): string {
@@ -117,12 +68,6 @@ function pruneText(p: PruneOutcome | undefined): string {
   if (!p.ok) return `; pruning failed: ${p.error ?? 'unknown error'}`;
   if (p.versionsRemoved === 0 && p.bytesFreed === 0) return '';
   return `; pruned ${p.versionsRemoved} old version(s), freed ${formatBytes(p.bytesFreed)}`;
-}
-
-/** The reason an activity failed, in words for the run's result. */
-function reason(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
 }
 
 /**
@@ -174,8 +119,10 @@ async function runBackup(input: BackupInput): Promise<BackupResult> {
   try {
     const result = await backupVolumes(input);
     upsertSearchAttributes([{ key: DOSVOB_OUTCOME, value: 'ok' satisfies Outcome }]);
-    await health.pingHealthcheck.executeWithOptions({ summary: 'healthchecks: success' }, [
-      { signal: 'success', message: result.message },
+    // A suspect version (its filesystem check failed) is news the day it is made: /fail, though the run succeeded.
+    const suspect = madeSuspectVersion(result);
+    await health.pingHealthcheck.executeWithOptions({ summary: `healthchecks: ${suspect ? 'fail' : 'success'}` }, [
+      { signal: suspect ? 'fail' : 'success', message: result.message },
     ]);
     return result;
   } catch (err) {
@@ -206,12 +153,16 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
     const lines = [`**${progress.phase}** — ${done} of ${progress.volumes.length} volumes backed up`];
     for (const v of active) lines.push(`- ${v.name} (${v.region}, ${formatBytes(v.sizeBytes)}): ${v.step}`);
     for (const v of progress.volumes)
-      if (v.step === 'done' && v.version) lines.push(`- ${v.name} (${v.region}): version ${v.version}`);
+      if (v.step === 'done' && v.version)
+        lines.push(
+          `- ${v.name} (${v.region}): version ${v.version}${v.frozen ? ' (frozen)' : ''}${v.check ? `, ${v.check}` : ''}`,
+        );
     setCurrentDetails(lines.join('\n'));
   };
 
   // Settings come from the worker's conf.json, so a schedule needs no input.
-  const { api, droplet, cleanup, creates } = apiActivities(t);
+  const proxies = apiActivities(t);
+  const { api, cleanup, creates } = proxies;
   const settleCreates = patched(SETTLE_CREATES);
   const create = settleCreates ? creates : api;
   const settings: RunSettings = await api.resolveRunSettings({
@@ -239,20 +190,28 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
     sizeBytes: v.sizeGigabytes * 2 ** 30,
   }));
 
-  const ledger = new Ledger();
-  const outcomes: VolumeOutcome[] = [];
   const { swept, deleted } = progress;
+  const ephemeral = new EphemeralResources({
+    proxies,
+    timings: t,
+    run,
+    runId,
+    dropletSize: settings.dropletSize,
+    dropletImage: settings.dropletImage,
+    settleCreates,
+    deleted,
+  });
+  const { ledger } = ephemeral;
+  const outcomes: VolumeOutcome[] = [];
+  /** The resource-seconds of volumes backed up in child workflows (their ledgers are their own). */
+  const childUsage: ResourceSeconds[] = [];
   let failure: unknown;
   /** What pruning after the run removed (finish() reads it). */
   let pruning: PruneOutcome | undefined;
-  /** The registered client key's fingerprint: the store worker checks its own key_secret against it. */
-  let clientKeyFingerprint: string | undefined;
-  // Teardown cancels it: nothing waits for a droplet any more, but its create is still settled.
-  const dropletScope = new CancellationScope();
 
   try {
     setPhase('sweeping');
-    await sweepLeftovers(swept);
+    await ephemeral.sweepLeftovers(swept);
 
     if (volumes.length === 0) {
       setPhase('finished');
@@ -260,27 +219,41 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
     }
 
     setPhase('preparing');
-    const keyRef = ledger.record({ kind: 'ssh_key', name: names.sshKey(run) }, 0);
-    const key = await ledger.creating(
-      create.registerSshKey.executeWithOptions({ summary: 'register the run SSH key' }, [{ run, runId }]),
-    );
-    ledger.created(keyRef, key.keyId);
-    clientKeyFingerprint = key.fingerprint;
-
+    const key = await ephemeral.registerKey();
+    // Every region's droplet starts booting now. One that never comes up fails its region's volumes, not the run.
     const regions = [...new Set(volumes.map((v) => v.region))];
-    const droplets = new Map<string, Promise<{ dropletId: string; ready: DropletReady }>>();
-    for (const region of regions) {
-      droplets.set(
-        region,
-        dropletScope.run(() => prepareDroplet(region, key.keyId)),
-      );
-    }
-    // A droplet that never comes up fails its region's volumes, not the whole run.
-    for (const p of droplets.values()) p.catch(() => undefined);
+    const droplets = new Map<string, Promise<ReadyDroplet>>();
+    for (const region of regions) droplets.set(region, ephemeral.droplet(region, key.keyId));
+    const volumeContext: VolumeBackupContext = {
+      timings: t,
+      run,
+      runId,
+      settings,
+      ledger,
+      api,
+      create,
+      cleanup,
+      store,
+      droplet: (region) => droplets.get(region) as Promise<ReadyDroplet>,
+      sshTarget: (droplet) => ephemeral.sshTarget(droplet),
+      deleted,
+      onChange: showDetails,
+    };
 
     setPhase('backing up');
-    await limitConcurrency(settings.concurrency, volumes, async (volume, index) => {
-      const outcome = await backupOneVolume(volume, progress.volumes[index] as VolumeProgress, droplets);
+    // Largest first: the longest transfers start at once and the small volumes' setup and transfers fill in beside
+    // them, instead of one large volume at the end running alone.
+    const order = volumes.map((_, i) => i);
+    if (patched(LARGEST_FIRST))
+      order.sort((a, b) => (volumes[b]?.sizeGigabytes ?? 0) - (volumes[a]?.sizeGigabytes ?? 0));
+    const inChildren =
+      volumes.length > (input.volumesPerHistory ?? DEFAULT_VOLUMES_PER_HISTORY) && patched(VOLUME_CHILDREN);
+    await limitConcurrency(settings.concurrency, order, async (index) => {
+      const volume = volumes[index] as SourceVolume;
+      const p = progress.volumes[index] as VolumeProgress;
+      const outcome = inChildren
+        ? await backupInChild(volume, p, index, droplets.get(volume.region) as Promise<ReadyDroplet>)
+        : await backupOneVolume(volumeContext, volume, p);
       outcomes.push(outcome);
     });
   } catch (err) {
@@ -288,7 +261,7 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
   } finally {
     setPhase('cleaning up');
     // Non-cancellable: a cancelled run still deletes everything it created.
-    await CancellationScope.nonCancellable(() => teardown());
+    await CancellationScope.nonCancellable(() => ephemeral.teardown());
     setPhase('finished');
   }
   if (failure !== undefined) throw failure;
@@ -302,6 +275,7 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       ? `${outcomes.length} of ${volumes.length} volumes backed up${pruneText(pruning)}`
       : `${failed.length} of ${volumes.length} volumes failed: ${failed.map((f) => `${f.name}: ${f.error}`).join('; ')}`,
   );
+  result.message += checksText(outcomes);
   if (failed.length > 0) throw ApplicationFailure.nonRetryable(result.message, 'BackupFailed', result);
   return result;
 
@@ -309,6 +283,11 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
 
   function finish(message: string): BackupResult {
     const usage = ledger.resourceSeconds(Date.now());
+    for (const c of childUsage) {
+      usage.dropletSeconds += c.dropletSeconds;
+      usage.volumeGibSeconds += c.volumeGibSeconds;
+      usage.snapshotGibSeconds += c.snapshotGibSeconds;
+    }
     return {
       run,
       volumes: [...outcomes].sort((a, b) => a.region.localeCompare(b.region) || a.name.localeCompare(b.name)),
@@ -320,6 +299,65 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       message,
       ...(pruning ? { pruning } : {}),
     };
+  }
+
+  /**
+   * One volume in a child workflow (VOLUME_CHILDREN): what the inline path does, in a history of its own. Cancelling
+   * the run cancels the child, which tears down what it made before the run's teardown deletes the droplets.
+   */
+  async function backupInChild(
+    volume: SourceVolume,
+    p: VolumeProgress,
+    index: number,
+    droplet: Promise<ReadyDroplet>,
+  ): Promise<VolumeOutcome> {
+    p.step = 'in child workflow';
+    showDetails();
+    const child = await startChild(backupVolumeWorkflow, {
+      workflowId: `${workflowInfo().workflowId}-${runKey(runId)}-volume-${index}`,
+      args: [
+        {
+          volume,
+          progress: { ...p, step: 'waiting' },
+          run,
+          runId,
+          settings,
+          timings: t,
+          clientKeyFingerprint: ephemeral.clientKeyFingerprint,
+        },
+      ],
+      staticSummary: `back up ${volume.name} (${volume.region}), part of run ${run}`,
+      cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+    });
+    // A signal a child that already ended cannot take fails: nothing waits for it any more.
+    void droplet.then(
+      (d) => child.signal(dropletReadySignal, d).catch(() => undefined),
+      (err: unknown) => child.signal(dropletReadySignal, { error: reason(err) }).catch(() => undefined),
+    );
+    try {
+      const r = await child.result();
+      deleted.push(...r.deleted);
+      childUsage.push(r.resourceSeconds);
+      p.step = r.outcome.ok ? 'done' : 'failed';
+      if (r.outcome.version) p.version = r.outcome.version;
+      showDetails();
+      return r.outcome;
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      p.step = 'failed';
+      showDetails();
+      return {
+        name: volume.name,
+        region: volume.region,
+        ok: false,
+        error: reason(err),
+        bytesRead: 0,
+        bytesTransferred: 0,
+        blocksChanged: 0,
+        durationMs: 0,
+      };
+    }
   }
 
   async function pruneAfterRun(): Promise<PruneOutcome> {
@@ -340,213 +378,5 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
         error: reason(err),
       };
     }
-  }
-
-  async function sweepLeftovers(into: string[]): Promise<void> {
-    const leftovers = await api.findLeftovers.executeWithOptions({ summary: 'find leftovers of earlier runs' }, [
-      { exceptRun: run },
-    ]);
-    await deleteInOrder(leftovers, into);
-  }
-
-  /** Returns the references that are gone (deleted or never created); records what it deleted in `into`. */
-  async function deleteInOrder(refs: readonly ResourceRef[], into: string[]): Promise<ResourceRef[]> {
-    return (await deleteResourcesInOrder(cleanup, refs, into)).gone;
-  }
-
-  async function prepareDroplet(region: string, sshKeyId: string) {
-    const ref = ledger.record({ kind: 'droplet', name: names.droplet(run, region), region }, 0);
-    const created = await ledger.creating(
-      create.createDroplet.executeWithOptions({ summary: `create droplet in ${region}` }, [
-        { run, runId, region, size: settings.dropletSize, image: settings.dropletImage, sshKeyId },
-      ]),
-    );
-    ledger.created(ref, created.dropletId);
-    const ready = await droplet.waitForDroplet.executeWithOptions({ summary: `wait for droplet ${created.name}` }, [
-      { runId, dropletId: created.dropletId, pollIntervalMs: t.pollIntervalMs },
-    ]);
-    return { dropletId: created.dropletId, ready };
-  }
-
-  async function backupOneVolume(
-    volume: SourceVolume,
-    p: VolumeProgress,
-    droplets: Map<string, Promise<{ dropletId: string; ready: DropletReady }>>,
-  ): Promise<VolumeOutcome> {
-    const started = Date.now();
-    const outcome: VolumeOutcome = {
-      name: volume.name,
-      region: volume.region,
-      ok: false,
-      bytesRead: 0,
-      bytesTransferred: 0,
-      blocksChanged: 0,
-      durationMs: 0,
-    };
-    const step = (s: VolumeStep) => {
-      p.step = s;
-      showDetails();
-    };
-    // What this volume has made so far, for its own cleanup if it fails.
-    const made: VolumeResources = {};
-    try {
-      step('snapshot');
-      const snapRef = ledger.record({ kind: 'snapshot', name: names.snapshot(run, volume.name) }, volume.sizeGigabytes);
-      made.snapRef = snapRef;
-      const snap = await ledger.creating(
-        create.snapshotVolume.executeWithOptions({ summary: `snapshot ${volume.name}` }, [
-          { run, volumeId: volume.id, volumeName: volume.name },
-        ]),
-      );
-      ledger.created(snapRef, snap.snapshotId);
-
-      step('copy');
-      const copyRef = ledger.record(
-        { kind: 'volume', name: names.copyVolume(run, volume.name), region: volume.region },
-        snap.sizeGigabytes,
-      );
-      made.copyRef = copyRef;
-      const copy = await ledger.creating(
-        create.createVolumeFromSnapshot.executeWithOptions({ summary: `copy ${volume.name} from its snapshot` }, [
-          {
-            run,
-            volumeName: volume.name,
-            region: volume.region,
-            snapshotId: snap.snapshotId,
-            sizeGigabytes: snap.sizeGigabytes,
-          },
-        ]),
-      );
-      ledger.created(copyRef, copy.volumeId);
-
-      const target = await (droplets.get(volume.region) as Promise<{ dropletId: string; ready: DropletReady }>);
-      step('attach');
-      const attachment = { volumeId: copy.volumeId, dropletId: target.dropletId, region: volume.region };
-      ledger.attach(attachment);
-      made.attachment = attachment;
-      await api.attachVolume.executeWithOptions({ summary: `attach copy of ${volume.name}` }, [
-        { ...attachment, pollIntervalMs: t.pollIntervalMs },
-      ]);
-
-      step('transfer');
-      const sizeBytes = snap.sizeGigabytes * 2 ** 30;
-      const transferred = await store.transferVolume.executeWithOptions(
-        {
-          summary: `transfer ${volume.name} ${formatBytes(sizeBytes)}`,
-          scheduleToCloseTimeout: ms(transferBudgetMs(t, sizeBytes)),
-        },
-        [
-          {
-            volumeName: volume.name,
-            volumeId: volume.id,
-            region: volume.region,
-            sizeBytes,
-            snapshotId: snap.snapshotId,
-            snapshotCreatedAt: snap.createdAt,
-            host: target.ready.ip,
-            port: target.ready.port,
-            username: 'root',
-            keyRef: runId,
-            clientKeyFingerprint,
-            stallTimeoutMs: t.transferStallTimeoutMs,
-            devicePath: devicePath(copy.name),
-            blockSize: settings.blockSize,
-          },
-        ],
-      );
-      Object.assign(outcome, {
-        bytesRead: transferred.bytesRead,
-        bytesTransferred: transferred.bytesOnWire,
-        blocksChanged: transferred.blocksChanged,
-        image: transferred.imagePath,
-        storeKey: transferred.storeKey,
-        version: transferred.versionId,
-      });
-      p.version = transferred.versionId;
-
-      step('detach');
-      await api.detachVolume.executeWithOptions({ summary: `detach copy of ${volume.name}` }, [
-        { ...attachment, pollIntervalMs: t.pollIntervalMs },
-      ]);
-      ledger.detached(attachment);
-
-      step('delete copy');
-      await cleanup.deleteResource.executeWithOptions({ summary: `delete copy of ${volume.name}` }, [
-        ledger.ref(copyRef),
-      ]);
-      ledger.deleted(copyRef, Date.now());
-      deleted.push(describeRef(ledger.ref(copyRef)));
-
-      step('delete snapshot');
-      await cleanup.deleteResource.executeWithOptions({ summary: `delete snapshot of ${volume.name}` }, [
-        ledger.ref(snapRef),
-      ]);
-      ledger.deleted(snapRef, Date.now());
-      deleted.push(describeRef(ledger.ref(snapRef)));
-
-      step('done');
-      outcome.ok = true;
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      step('failed');
-      outcome.error = reason(err);
-      log.warn('volume failed; continuing with the others', { volume: volume.name, error: outcome.error });
-      // Non-cancellable: once started, a cancel of the run waits for it rather than leaving half of it to teardown.
-      if (patched(RELEASE_FAILED_VOLUME)) await CancellationScope.nonCancellable(() => releaseVolume(volume, made));
-    }
-    outcome.durationMs = Date.now() - started;
-    return outcome;
-  }
-
-  /**
-   * A failed volume's copy (detached first) and snapshot, deleted now: they would otherwise cost money and hold one
-   * of the droplet's 7 attachments until the end of the run. Whatever cannot be deleted here is left to teardown.
-   */
-  async function releaseVolume(volume: SourceVolume, made: VolumeResources): Promise<void> {
-    try {
-      if (made.attachment) {
-        await cleanup.detachVolume.executeWithOptions({ summary: `detach copy of failed ${volume.name}` }, [
-          { ...made.attachment, pollIntervalMs: t.pollIntervalMs },
-        ]);
-        ledger.detached(made.attachment);
-      }
-      for (const [key, what] of [
-        [made.copyRef, 'copy'],
-        [made.snapRef, 'snapshot'],
-      ] as const) {
-        if (key === undefined) continue;
-        const outcome = await cleanup.deleteResource.executeWithOptions(
-          { summary: `delete ${what} of failed ${volume.name}` },
-          [ledger.ref(key)],
-        );
-        ledger.deleted(key, Date.now());
-        if (outcome === 'deleted') deleted.push(describeRef(ledger.ref(key)));
-      }
-    } catch (err) {
-      log.warn('could not clean up a failed volume; the run will at its end', {
-        volume: volume.name,
-        error: reason(err),
-      });
-    }
-  }
-
-  async function teardown(): Promise<void> {
-    if (settleCreates) {
-      dropletScope.cancel();
-      await ledger.settled();
-    }
-    for (const a of ledger.attachments()) {
-      try {
-        await cleanup.detachVolume.executeWithOptions({ summary: `detach volume ${a.volumeId}` }, [
-          { ...a, pollIntervalMs: t.pollIntervalMs },
-        ]);
-        ledger.detached(a);
-      } catch (err) {
-        // Deleting the droplet detaches it too.
-        log.warn('detach failed during cleanup', { error: reason(err) });
-      }
-    }
-    const gone = await deleteInOrder(ledger.live(), deleted);
-    for (const ref of gone) ledger.deleted(ref, Date.now());
   }
 }

@@ -1,7 +1,8 @@
 // Deleting ephemeral resources in DigitalOcean's order, shared by the backup's sweep and teardown and by the cleanup
 // workflow: droplets first (which detaches their volumes), then volumes (409 while still attached: retried by the
 // activity's retry policy), snapshots, keys. Workflow code.
-import { ActivityFailure, log } from '@temporalio/workflow';
+import { log } from '@temporalio/workflow';
+import { reason } from './util';
 import type { ActivityInterfaceFor } from '@temporalio/workflow';
 import type { DigitalOceanActivities, ResourceRef } from '../activities/digitalocean/activities';
 
@@ -11,11 +12,6 @@ export type Deleter = Pick<ActivityInterfaceFor<DigitalOceanActivities>, 'delete
 
 export function describeRef(r: ResourceRef): string {
   return `${r.kind.replace('_', ' ')} ${r.name || r.id}`;
-}
-
-function reason(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
 }
 
 export interface DeletionOutcome {

@@ -9,6 +9,8 @@ interface Entry {
   sizeGib: number;
   createdAt: number;
   deletedAt?: number;
+  /** Not torn down with the run's resources (a restore's target volume: its workflow decides). */
+  keptApart?: boolean;
 }
 
 export interface Attachment {
@@ -44,13 +46,25 @@ export class Ledger {
     while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
   }
 
-  record(ref: ResourceRef, sizeGib: number): LedgerKey {
-    this.entries.push({ ref: { ...ref }, sizeGib, createdAt: Date.now() });
+  /**
+   * Record a resource before it is created. `keptApart`: counted in the run's cost, but never in `live()`, so teardown
+   * leaves it to the workflow (a restore's target volume is deleted only when it is certainly the run's own).
+   */
+  record(ref: ResourceRef, sizeGib: number, options: { keptApart?: boolean } = {}): LedgerKey {
+    this.entries.push({
+      ref: { ...ref },
+      sizeGib,
+      createdAt: Date.now(),
+      ...(options.keptApart ? { keptApart: true } : {}),
+    });
     return this.entries.length - 1;
   }
 
-  created(key: LedgerKey, id: string): void {
-    this.entry(key).ref.id = id;
+  /** `sizeGib`: what it is billed by, when only the create's answer says (a snapshot's stored size). */
+  created(key: LedgerKey, id: string, sizeGib?: number): void {
+    const entry = this.entry(key);
+    entry.ref.id = id;
+    if (sizeGib !== undefined) entry.sizeGib = sizeGib;
   }
 
   deleted(key: LedgerKey | ResourceRef, at: number): void {
@@ -64,7 +78,7 @@ export class Ledger {
 
   /** Resources not yet deleted, as references (the same objects, so `deleted(ref)` marks them). */
   live(): ResourceRef[] {
-    return this.entries.filter((e) => e.deletedAt === undefined).map((e) => e.ref);
+    return this.entries.filter((e) => e.deletedAt === undefined && !e.keptApart).map((e) => e.ref);
   }
 
   attach(a: Attachment): void {

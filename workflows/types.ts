@@ -1,6 +1,7 @@
 // The backup workflow's input, progress and result: plain data, no secrets.
 import type { ResourceSeconds } from '../common/pricing';
 import type { PruneOutcome } from '../activities/retention/types';
+import type { CheckResult } from '../activities/verify/checkers';
 
 /** Every wait the workflow makes, so tests can run in seconds. Production defaults in DEFAULT_TIMINGS. */
 export interface Timings {
@@ -59,10 +60,18 @@ export interface BackupInput {
   timings?: Partial<Timings>;
   /** The workflow id that makes runs exclusive; default "dosvob-backup" (tests use their own). */
   singletonId?: string;
+  /**
+   * A run of more volumes than this backs each one up in a child workflow, so that no history grows past Temporal's
+   * limits (default 40; tests lower it).
+   */
+  volumesPerHistory?: number;
 }
 
 export type VolumeStep =
   | 'waiting'
+  // Around the snapshot of a volume with a hook (workflows/freeze.ts).
+  | 'freeze'
+  | 'thaw'
   | 'snapshot'
   | 'copy'
   | 'attach'
@@ -70,6 +79,14 @@ export type VolumeStep =
   | 'detach'
   | 'delete copy'
   | 'delete snapshot'
+  // With conf.json verify: fsck, the new version's filesystem is checked (workflows/fsck-step.ts).
+  | 'fsck'
+  // A restore's steps (its writing is 'transfer', so progress views show it alike).
+  | 'check version'
+  | 'create volume'
+  | 'attach to droplet'
+  // A large run's volume, backed up in a child workflow of its own (its steps are the child's).
+  | 'in child workflow'
   | 'done'
   | 'failed';
 
@@ -80,10 +97,22 @@ export interface VolumeProgress {
   sizeBytes: number;
   /** The version its transfer made, once it has. */
   version?: string;
+  /** With `verify: fsck`: the check's verdict in a few words (workflows/fsck-step.ts). */
+  check?: string;
+  /** Its snapshot was taken frozen by a hook (workflows/freeze.ts); absent: no hook. */
+  frozen?: boolean;
+}
+
+/** The check of the version a run made (`verify: fsck`); `error`: the check itself could not run. */
+export interface VolumeCheckOutcome {
+  kind: 'fsck';
+  result: CheckResult | 'error';
+  /** The checker's verdict in one line (its exit code in words, or why it was unchecked). */
+  summary: string;
 }
 
 export interface RunProgress {
-  phase: 'planning' | 'sweeping' | 'preparing' | 'backing up' | 'cleaning up' | 'finished';
+  phase: 'planning' | 'sweeping' | 'preparing' | 'backing up' | 'restoring' | 'cleaning up' | 'finished';
   volumes: VolumeProgress[];
   /** Leftovers of earlier runs this run removed. */
   swept: string[];
@@ -105,6 +134,13 @@ export interface VolumeOutcome {
   storeKey?: string;
   /** The version this run made of it (`dosvob versions`, `dosvob restore --version`). */
   version?: string;
+  /** With `verify: fsck`, the check of that version (workflows/fsck-step.ts). */
+  check?: VolumeCheckOutcome;
+  /** Its check failed: the version is kept but suspect (retention keeps the newest passing one). */
+  suspect?: boolean;
+  /** With a hook (conf.json `hooks`): whether its snapshot was taken frozen, and how consistent it is, in words. */
+  frozen?: boolean;
+  consistency?: string;
 }
 
 export interface BackupResult {

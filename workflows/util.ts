@@ -1,4 +1,11 @@
 // Small deterministic helpers for workflow code.
+import { ActivityFailure } from '@temporalio/workflow';
+
+/** The reason an activity (or anything) failed, in words for a run's result. */
+export function reason(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
 
 /** Run `fn` over `items` with at most `limit` in flight; resolves when all are done. */
 export async function limitConcurrency<T>(

@@ -51,7 +51,10 @@ export interface ResourceRef {
 export interface SnapshotInfo {
   snapshotId: string;
   createdAt: string;
+  /** The volume size it restores to (`min_disk_size`): what a volume made from it has. */
   sizeGigabytes: number;
+  /** What DigitalOcean bills it by (`size_gigabytes`, the data it holds); absent in results of older runs. */
+  storedGigabytes?: number;
 }
 
 export interface DropletReady {
@@ -110,6 +113,23 @@ async function pollOnce<T>(what: string, fn: () => Promise<T>, pollIntervalMs: n
     const wait = err.type === FailureTypes.rateLimited ? Math.max(pollIntervalMs, 1000) : pollIntervalMs;
     await sleep(wait);
     return undefined;
+  }
+}
+
+/**
+ * An action on a droplet that may be busy: DigitalOcean takes one action at a time per droplet and answers 422
+ * "pending event" (or 409) meanwhile. That is waited out inside the attempt (heartbeating) instead of spending the
+ * activity's retries, which several volumes attaching to one droplet at once would otherwise use up.
+ */
+async function whenDropletFree<T>(what: string, fn: () => Promise<T>, pollIntervalMs: number): Promise<T> {
+  for (;;) {
+    try {
+      return await call(what, fn);
+    } catch (err) {
+      if (!(err instanceof ApplicationFailure) || err.nonRetryable || err.type !== FailureTypes.rejected) throw err;
+      heartbeat({ waiting: err.message });
+      await sleep(Math.max(pollIntervalMs, 250));
+    }
   }
 }
 
@@ -325,7 +345,12 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
         existing ??
         (await call(what, () => api.volume.createVolumeSnapshot({ volume_id: input.volumeId, name, tags: runTags })))
           .data.snapshot;
-      return { snapshotId: String(snap.id), createdAt: snap.created_at, sizeGigabytes: snap.min_disk_size };
+      return {
+        snapshotId: String(snap.id),
+        createdAt: snap.created_at,
+        sizeGigabytes: snap.min_disk_size,
+        storedGigabytes: snap.size_gigabytes,
+      };
     },
 
     /** A volume made from the snapshot: it is what gets attached and read, never the source. */
@@ -362,12 +387,15 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       const what = 'attaching the copy volume';
       const { data } = await call(what, () => api.volume.getVolume({ volume_id: input.volumeId }));
       if (data.volume.droplet_ids.map(String).includes(input.dropletId)) return;
-      const res = await call(what, () =>
-        api.volume.attachVolumeToDroplet({
-          volume_id: input.volumeId,
-          droplet_id: Number(input.dropletId),
-          region: input.region,
-        }),
+      const res = await whenDropletFree(
+        what,
+        () =>
+          api.volume.attachVolumeToDroplet({
+            volume_id: input.volumeId,
+            droplet_id: Number(input.dropletId),
+            region: input.region,
+          }),
+        input.pollIntervalMs,
       );
       await waitForAction(what, res.data.action.id, input.pollIntervalMs);
     },
@@ -383,18 +411,24 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
         throw toFailure(err, what);
       }
       if (!attached) return;
-      let actionId: number;
-      try {
-        const res = await api.volume.detachVolumeFromDroplet({
-          volume_id: input.volumeId,
-          droplet_id: Number(input.dropletId),
-          region: input.region,
-        });
-        actionId = res.data.action.id;
-      } catch (err) {
-        if (isNotFound(err)) return;
-        throw toFailure(err, what);
-      }
+      const actionId = await whenDropletFree(
+        what,
+        async () => {
+          try {
+            const res = await api.volume.detachVolumeFromDroplet({
+              volume_id: input.volumeId,
+              droplet_id: Number(input.dropletId),
+              region: input.region,
+            });
+            return res.data.action.id;
+          } catch (err) {
+            if (isNotFound(err)) return undefined;
+            throw err;
+          }
+        },
+        input.pollIntervalMs,
+      );
+      if (actionId === undefined) return;
       await waitForAction(what, actionId, input.pollIntervalMs);
     },
 

@@ -1,5 +1,7 @@
 // The DigitalOcean API client as activities use it: dots-wrapper, plus the paging it lacks.
-import { createApiClient } from 'dots-wrapper';
+import { createApiClient, modules } from 'dots-wrapper';
+import { isAxiosError, type AxiosInstance } from 'axios';
+import { pacerFor, type Pacer } from './pacer';
 
 export type DoApi = ReturnType<typeof createApiClient>;
 
@@ -11,8 +13,42 @@ export interface DoApiSettings {
   requestTimeoutMs?: number;
 }
 
+/** How the simulator (and DigitalOcean's logs) tell dosvob's requests from the user's other tools. */
+export const USER_AGENT = 'dosvob';
+
+/** Every request waits for its slot from the token's pacer, which learns from every answer. */
+function pace(http: AxiosInstance, pacer: Pacer): void {
+  http.interceptors.request.use(async (request) => {
+    await pacer.acquire();
+    request.headers.set('User-Agent', USER_AGENT);
+    return request;
+  });
+  http.interceptors.response.use(
+    (response) => {
+      pacer.observe(response.status, response.headers as Record<string, unknown>);
+      return response;
+    },
+    (err: unknown) => {
+      if (isAxiosError(err) && err.response) {
+        pacer.observe(err.response.status, err.response.headers as Record<string, unknown>);
+      } else pacer.abandon();
+      throw err;
+    },
+  );
+}
+
+// dots-wrapper keeps its axios instance inside the context it makes: make that context ourselves.
+const createPacedApiClient = modules.common.createApiClient({
+  modules,
+  createContext: (options) => {
+    const context = modules.common.createContext(options);
+    pace(context.httpClient, pacerFor(options.token));
+    return context;
+  },
+});
+
 export function createDoApi(settings: DoApiSettings): DoApi {
-  return createApiClient({
+  return createPacedApiClient({
     token: settings.token,
     endpoint: `${settings.apiUrl}/v2`,
     requestTimeoutInMs: settings.requestTimeoutMs ?? 15_000,

@@ -32,8 +32,7 @@ export interface PruneStoreOptions {
 
 /** A version whose latest check failed (issue 12) fills no rule's slot. */
 function isSuspect(v: VersionRecord): boolean {
-  const last = [...v.checks].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0)).pop();
-  return last !== undefined && !last.ok;
+  return v.suspect;
 }
 
 /** Keep/remove for every version of one key, newest first, without touching anything. */

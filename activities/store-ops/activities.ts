@@ -5,7 +5,8 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { VersionDamagedError, VersionNotFoundError } from '../store';
 import { restoreToFile, type RestoreFileRequest, type RestoreFileResult, type RestoreProgress } from './restore-file';
-import { STORE_REQUEST_INVALID, StoreRequestError } from './select';
+import { chooseVersionToRestore, type ChosenVersion } from './choose-version';
+import { STORE_REQUEST_INVALID, StoreRequestError, type VersionChoice } from './select';
 import { verifyStore, type StoreVerifyProgress, type StoreVerifyReport, type Subset } from './verify';
 import { versionsReport, type VersionsReport } from './versions-report';
 
@@ -30,6 +31,16 @@ export function createStoreOpsActivities(deps: { backupsDir: string }) {
         return await versionsReport(deps.backupsDir, input.volume);
       } catch (err) {
         throw asFailure(err, ctx.cancellationSignal, 'listing versions');
+      }
+    },
+
+    /** The version a restore means (by id, time or newest), refused at once when there is no such thing. */
+    async chooseRestoreVersion(input: VersionChoice & { volume: string }): Promise<ChosenVersion> {
+      const ctx = Context.current();
+      try {
+        return await chooseVersionToRestore(deps.backupsDir, input);
+      } catch (err) {
+        throw asFailure(err, ctx.cancellationSignal, 'choosing the version');
       }
     },
 

@@ -1,6 +1,6 @@
 // `dosvob versions`: every kept version of the stores asked for, with what each one alone costs (the bytes removing it
 // would free, once garbage collection has run), and what the whole store costs against the images it holds.
-import { listVersions, storeUsage, type StoreUsage, type VersionRecord } from '../store';
+import { listVersions, storeUsage, type StoreUsage, type VersionCheck, type VersionRecord } from '../store';
 import { resolveStores } from './select';
 
 export interface VersionRow {
@@ -21,6 +21,12 @@ export interface VersionRow {
   /** Saved blocks (chunks) it needs, shared or not. */
   chunkRefs: number;
   protected: boolean;
+  /** Its snapshot was taken with the filesystem frozen by a hook; false: crash-consistent. */
+  frozen: boolean;
+  /** Its latest check of some kind failed (issue 12): retention keeps the newest version that is not. */
+  suspect: boolean;
+  /** The latest check of each kind (`fsck`, `hashes`), oldest first. */
+  checks: VersionCheck[];
   /** Its manifest cannot be read: listed so that it can be removed, it cannot be restored. */
   damaged?: string;
 }
@@ -36,6 +42,12 @@ export interface VersionsReport {
   stores: StoreVersions[];
   /** The whole backups directory (every store, not only those asked for). */
   usage: Omit<StoreUsage, 'versions'>;
+}
+
+function latestChecks(checks: readonly VersionCheck[]): VersionCheck[] {
+  const latest = new Map<string, VersionCheck>();
+  for (const c of checks) if ((latest.get(c.kind)?.at ?? '') <= c.at) latest.set(c.kind, c);
+  return [...latest.values()].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
 }
 
 export async function versionsReport(backupsDir: string, volume?: string): Promise<VersionsReport> {
@@ -60,6 +72,9 @@ export async function versionsReport(backupsDir: string, volume?: string): Promi
         uniqueBytes: cost?.uniqueBytes ?? 0,
         chunkRefs: cost?.chunkRefs ?? 0,
         protected: v.protected,
+        frozen: v.frozen === true,
+        suspect: v.suspect,
+        checks: latestChecks(v.checks),
         ...(v.damaged !== undefined ? { damaged: v.damaged } : {}),
       };
     });

@@ -47,14 +47,20 @@ async function openIfExists(path: string): Promise<FileHandle | undefined> {
   }
 }
 
-interface VersionReader {
+export interface VersionReader {
   manifest: Manifest;
+  /** Where block i is looked for first: its hash is the zero block's, the image's at i (current manifest), or else. */
+  source(i: number): VersionBlock['source'];
   /** Block i, checked, read into `buf` (or the shared zeros); VersionDamagedError if no source has it. */
   read(i: number, buf: Buffer): Promise<VersionBlock>;
   close(): Promise<void>;
 }
 
-async function openVersionReader(backupsDir: string, key: string, versionId: string): Promise<VersionReader> {
+/**
+ * Reads the blocks of one version, each checked against the version's hash; any number of reads may run at once
+ * (each into its own buffer). Takes no lock (see the top of this file).
+ */
+export async function openVersionReader(backupsDir: string, key: string, versionId: string): Promise<VersionReader> {
   const version = await readVersionManifest(backupsDir, key, versionId);
   const current = await currentManifest(backupsDir, key);
   const { sizeBytes, blockSize } = version.header;
@@ -66,19 +72,23 @@ async function openVersionReader(backupsDir: string, key: string, versionId: str
     const d = await readFully(image, len, i * blockSize, buf);
     return d.length === len ? d : Buffer.concat([d, zeros.subarray(0, len - d.length)]);
   };
+  const source = (i: number): VersionBlock['source'] => {
+    const want = hashAt(version.hashes, i);
+    if (want.equals(zeroHash(blockLength(i, sizeBytes, blockSize)))) return 'zero';
+    const inImage =
+      current !== undefined && sameGeometry && i < current.header.blockCount && hashAt(current.hashes, i).equals(want);
+    return inImage ? 'image' : 'chunk';
+  };
   return {
     manifest: version,
+    source,
     async read(i, buf) {
       const want = hashAt(version.hashes, i);
       const len = blockLength(i, sizeBytes, blockSize);
-      if (want.equals(zeroHash(len))) return { index: i, data: zeros.subarray(0, len), source: 'zero' };
-      const inImage =
-        current !== undefined &&
-        sameGeometry &&
-        i < current.header.blockCount &&
-        hashAt(current.hashes, i).equals(want);
+      const first = source(i);
+      if (first === 'zero') return { index: i, data: zeros.subarray(0, len), source: 'zero' };
       const hex = want.toString('hex');
-      for (const source of inImage ? (['image', 'chunk'] as const) : (['chunk', 'image'] as const)) {
+      for (const source of first === 'image' ? (['image', 'chunk'] as const) : (['chunk', 'image'] as const)) {
         const data = source === 'image' ? await fromImage(i, len, buf) : await readChunk(backupsDir, hex, len, buf);
         if (data && data.length === len && (await sha256(data)).equals(want)) {
           return { index: i, data, source };

@@ -46,6 +46,18 @@ export interface VersionCheck {
   at: string;
   ok: boolean;
   detail?: string;
+  /** `unchecked`: the check could not judge it (an unknown filesystem, no checker installed); ok stays true. */
+  result?: 'passed' | 'failed' | 'unchecked';
+}
+
+/** Suspect: the latest check of some kind failed (a later pass of the same kind clears it). */
+export function isSuspectByChecks(checks: readonly VersionCheck[]): boolean {
+  const latest = new Map<string, VersionCheck>();
+  for (const c of checks) {
+    const seen = latest.get(c.kind);
+    if (!seen || seen.at <= c.at) latest.set(c.kind, c);
+  }
+  return [...latest.values()].some((c) => !c.ok);
 }
 
 export interface VersionRecord {
@@ -72,6 +84,10 @@ export interface VersionRecord {
   /** Blocks its update could not write (they hold the previous version's content, which the manifest says). */
   staleBlocks?: StaleBlocks;
   checks: VersionCheck[];
+  /** Derived from `checks` (isSuspectByChecks): retention keeps the newest version that is not. */
+  suspect: boolean;
+  /** Its snapshot was taken with the filesystem frozen by a hook (the side file `<id>.frozen`). */
+  frozen?: boolean;
   manifestPath: string;
   /** The manifest cannot be read (the version is listed so that it can be removed; it cannot be restored). */
   damaged?: string;
@@ -97,6 +113,7 @@ function recordOf(key: string, versionId: string, path: string, h: ManifestHeade
     protected: false,
     ...(h.staleBlocks ? { staleBlocks: h.staleBlocks } : {}),
     checks: [],
+    suspect: false,
     manifestPath: path,
   };
 }
@@ -137,6 +154,8 @@ export async function listVersions(backupsDir: string, key: string): Promise<Ver
     }
     rec.protected = present.has(`${versionId}.protected`);
     if (present.has(`${versionId}.checks.json`)) rec.checks = await readChecks(join(dir, `${versionId}.checks.json`));
+    rec.suspect = isSuspectByChecks(rec.checks);
+    if (present.has(`${versionId}.frozen`)) rec.frozen = true;
     out.push(rec);
   }
   out.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : a.versionId < b.versionId ? -1 : 1));
@@ -165,6 +184,7 @@ function damagedRecord(key: string, versionId: string, path: string, why: string
     digest: '',
     protected: false,
     checks: [],
+    suspect: false,
     manifestPath: path,
     damaged: why,
   };
@@ -196,6 +216,15 @@ export async function writeVersionFile(backupsDir: string, key: string, versionI
     await fsyncDir(storePaths(backupsDir, key).dataDir);
   }
   await writeFileAtomic(path, bytes);
+}
+
+/**
+ * Record that a version's snapshot was taken frozen (conf.json `hooks`): a side file, as `.protected` is, so that the
+ * manifest's format stays as it is. Written before the sync's result is recorded, so a retried transfer that finds the
+ * result finds the mark too.
+ */
+export async function markVersionFrozen(backupsDir: string, key: string, versionId: string): Promise<void> {
+  await writeFileAtomic(`${versionPath(backupsDir, key, versionId)}.frozen`, '');
 }
 
 /** Mark a version as one retention must keep (or not). */
@@ -243,6 +272,7 @@ export async function removeVersionManifests(
     await unlinkIfExists(path);
     await unlinkIfExists(`${path}.protected`);
     await unlinkIfExists(`${path}.checks.json`);
+    await unlinkIfExists(`${path}.frozen`);
     removed.push(id);
   }
   if (removed.length > 0) await fsyncDir(storePaths(backupsDir, key).versions);

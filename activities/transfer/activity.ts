@@ -3,14 +3,15 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { DiskFullError, StoreFormatError, VolumeBusyError } from '../store/errors.js';
-import { deriveRunKey } from '../run-keys.js';
-import { KeySecretMismatchError, TransferCancelledError, TransferError } from './errors.js';
+import { TransferCancelledError, TransferError } from './errors.js';
+import { runSshTarget, type SshTarget } from './ssh.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../store/fsutil.js';
 import { claimStoreKey } from '../store/identity.js';
 import { storePaths } from '../store/layout.js';
 import { readManifest } from '../store/manifest.js';
+import { markVersionFrozen } from '../store/versions.js';
 import {
   syncVolume,
   type Compression,
@@ -60,6 +61,8 @@ export interface TransferVolumeInput {
   compression?: Compression;
   /** Consent to convert a backup directory written by another store format version. */
   allowFormatUpgrade?: boolean;
+  /** Its snapshot was taken with the filesystem frozen by a hook (workflows/freeze.ts): the version records it. */
+  frozen?: boolean;
 }
 
 export interface TransferVolumeResult {
@@ -122,9 +125,11 @@ export interface TransferActivities {
 export function createTransferActivities(deps: TransferActivityDeps): TransferActivities {
   return {
     async transferVolume(input: TransferVolumeInput): Promise<TransferVolumeResult> {
-      const clientKey = deriveRunKey(deps.keySecret, input.keyRef, 'client');
-      if (input.clientKeyFingerprint && !sameFingerprint(input.clientKeyFingerprint, clientKey.fingerprint)) {
-        throw toFailure(new KeySecretMismatchError(input.clientKeyFingerprint, clientKey.fingerprint));
+      let ssh: SshTarget;
+      try {
+        ssh = runSshTarget(deps.keySecret, input);
+      } catch (err) {
+        throw toFailure(err);
       }
       const storeKey = await claimStoreKey(deps.backupsDir, input.volumeName, input.region);
       const keyed = { ...input, volumeName: storeKey };
@@ -170,13 +175,7 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
           stripes: input.stripes ?? deps.coreOptions?.stripes,
           compression: input.compression ?? deps.coreOptions?.compression,
           allowFormatUpgrade: input.allowFormatUpgrade,
-          ssh: {
-            host: input.host,
-            port: input.port,
-            username: input.username,
-            hostPublicKey: deriveRunKey(deps.keySecret, input.keyRef, 'host').publicKey,
-            privateKey: clientKey.privateKey,
-          },
+          ssh,
           stallTimeoutMs: input.stallTimeoutMs ?? deps.coreOptions?.stallTimeoutMs,
           resumeHint: latest?.resume,
           signal: ctx.cancellationSignal,
@@ -188,6 +187,7 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
         });
         beat();
         const outcome = toResult(result);
+        if (input.frozen && outcome.versionId) await markVersionFrozen(deps.backupsDir, storeKey, outcome.versionId);
         await recordResult(deps.backupsDir, keyed, outcome);
         return outcome;
       } catch (err) {
@@ -200,11 +200,6 @@ export function createTransferActivities(deps: TransferActivityDeps): TransferAc
       }
     },
   };
-}
-
-function sameFingerprint(a: string, b: string): boolean {
-  const norm = (f: string) => f.trim().toLowerCase().replace(/^md5:/, '');
-  return norm(a) === norm(b);
 }
 
 /** The last committed sync's result, next to the manifest (dosvob's data, not the user's image). */

@@ -1,14 +1,21 @@
-# dosvob's remote agent: reads a block device on the droplet and streams what changed, protocol version 1.
+# dosvob's remote agent: reads a block device on the droplet and streams what changed, or writes a kept version onto
+# it (a restore); protocol version 2.
 #
 # Standard library only. It is never installed: the client runs `python3 -I -S -c '<bootstrap>'` over SSH, the
 # bootstrap reads exactly this file's bytes from stdin and exec()s them (see agent.ts), and nothing is left behind.
 #
 # Wire protocol (all integers big-endian; see session.ts for the client side):
-#   client -> agent : <this file, N bytes> u32 len + JSON hello {protocol, device}
-#   agent  -> client: 'H' u32 len + JSON {protocol, size, python, cpus}        (or 'X' u32 len + message, then exit)
-#   client -> agent : u32 len + JSON job {blockSize, ranges:[[start,end],...], hashes:bool, threads, compress, runCap}
-#                     then, if hashes, 32 bytes (SHA-256 of the local block, or 32 zero bytes = unknown) per block,
-#                     in the order of the ranges. The agent reads them lazily, as it goes.
+#   client -> agent : <this file, N bytes> u32 len + JSON hello {protocol, device, write?}
+#                     (write: true opens the device read-write, for a write job; otherwise read-only)
+#   agent  -> client: 'H' u32 len + JSON {protocol, size, python, cpus, write}  (or 'X' u32 len + message, then exit)
+#
+#   Read job (a backup, or the read-back of a restore):
+#   client -> agent : u32 len + JSON job {blockSize, ranges:[[start,end],...], hashes:bool, threads, compress, runCap,
+#                     dropCache?, sizeBytes?} then, if hashes, 32 bytes (SHA-256 of the local block, or 32 zero bytes =
+#                     unknown) per block, in the order of the ranges. The agent reads them lazily, as it goes.
+#                     dropCache: fsync and drop the device's page cache first, so what is read comes from the device
+#                     itself. sizeBytes: blocks end there rather than at the device's end (a restored version on a
+#                     larger volume: its last block may be partial).
 #                     (A job {"stop": true} ends the session after the hello.)
 #   agent  -> client: records, in block order over the ranges:
 #                       'U' u32 n          next n blocks unchanged (their hash equals the client's)
@@ -20,11 +27,24 @@
 #   Runs of 'U'/'Z' are cut at runCap blocks or 0.5 s, so the client's progress keeps moving through long stretches.
 #   A block is sent compressed ('auto') only if a 16 KiB sample compresses below ~80% and the block shrinks by 1/8.
 #
+#   Write job (a restore; the hello asked for write):
+#   client -> agent : u32 len + JSON job {write: true, blockSize, sizeBytes, threads}, then records (sizeBytes: the
+#                     version's, at most the device's; the last block ends there):
+#                       'D' u32 index u32 len u8 enc sha256[32] payload[len]   block `index`'s bytes (enc 0 raw, 1 zlib);
+#                                          checked against the SHA-256 of its raw bytes, then pwrite at index*blockSize
+#                       'S' u32 mark       sync: every block sent before it is written and fsynced, then acked
+#                       'E'                end of the job
+#   agent  -> client: 'A' u32 mark per 'S', in order, only once those blocks are durable on the device; at 'E': fsync,
+#                     drop the device's page cache (so a read-back comes from the device), then
+#                     'E' sha256[32] u32 len + JSON stats, the digest over the hashes of the blocks written, in order.
+#                     A block that fails its check is 'X' "block <index>: ..." (nothing of it is written).
+#
 # Exit codes: 0 done, 2 the client closed its side (truncated input), 3 after an 'X' message.
 #
-# Reads use a small pool of threads (os.pread, hashlib and zlib release the GIL); results are emitted in order.
+# Reads and writes use a small pool of threads (os.pread/os.pwrite, hashlib and zlib release the GIL); reads are
+# emitted in order; writes at their own offsets need no order.
 import os, sys, struct, json, hashlib, zlib, collections, time, threading, queue
-PROTOCOL = 1
+PROTOCOL = 2
 NOHASH = bytes(32)
 
 
@@ -112,20 +132,199 @@ def classify(b, old, mode, zero_hash, zero_full=None):
     return (2, h, encode_block(b, mode))
 
 
+def drop_cache(fd):
+    """Write back and forget the device's cached pages: what is read next comes from the device, not from memory."""
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except Exception:
+        pass
+
+
+def usage(stats):
+    try:
+        import resource
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        stats['cpuUserS'] = ru.ru_utime
+        stats['cpuSysS'] = ru.ru_stime
+        stats['maxRssKiB'] = ru.ru_maxrss
+    except Exception:
+        pass
+    return stats
+
+
+class BlockError(Exception):
+    def __init__(self, index, why):
+        Exception.__init__(self, 'block %d: %s' % (index, why))
+
+
+def write_block(fd, size, bs, i, enc, h, payload):
+    """Check one received block against its SHA-256 and pwrite it at its offset; the bytes written."""
+    off = i * bs
+    n = min(bs, size - off)
+    if n <= 0:
+        raise BlockError(i, 'past the end of the device (%d bytes)' % size)
+    if enc == 1:
+        try:
+            b = zlib.decompress(payload)
+        except zlib.error as e:
+            raise BlockError(i, 'cannot decompress: %s' % e)
+    elif enc == 0:
+        b = payload
+    else:
+        raise BlockError(i, 'unknown encoding %d' % enc)
+    if len(b) != n:
+        raise BlockError(i, '%d bytes received, the block has %d' % (len(b), n))
+    if hashlib.sha256(b).digest() != h:
+        raise BlockError(i, 'SHA-256 mismatch: the bytes received are not the block sent; nothing written')
+    mv = memoryview(b)
+    done = 0
+    while done < n:
+        done += os.pwrite(fd, mv[done:], off + done)
+    return n
+
+
+def write_job(inp, out, fd, size, job):
+    bs = int(job['blockSize'])
+    want = int(job.get('sizeBytes') or size)
+    if want > size:
+        fail(out, 'the device has %d bytes, the job needs %d' % (size, want))
+    size = want
+    threads = max(1, int(job.get('threads') or 2))
+    stats = {'blocksWritten': 0, 'bytesWritten': 0, 'payloadBytes': 0, 'syncs': 0}
+    digest = hashlib.sha256()
+    tasks = queue.SimpleQueue()
+    syncs = queue.SimpleQueue()
+    cv = threading.Condition()
+    out_lock = threading.Lock()
+    # Blocks in flight in all, and per epoch (the blocks between two sync requests).
+    state = {'pending': 0, 'error': None}
+    per_epoch = collections.Counter()
+    depth = max(threads * 2, min(32, (32 << 20) // bs))
+
+    def die(msg):
+        out_lock.acquire(timeout=5)  # not in the middle of an ack
+        fail(out, msg)
+
+    def check(err):
+        if err is not None:
+            die(str(err) if isinstance(err, BlockError) else 'write failed: %s: %s' % (type(err).__name__, err))
+
+    def worker():
+        while True:
+            t = tasks.get()
+            if t is None:
+                return
+            err = None
+            n = 0
+            try:
+                n = write_block(fd, size, bs, *t[1:])
+            except BaseException as e:
+                err = e
+            with cv:
+                state['pending'] -= 1
+                per_epoch[t[0]] -= 1
+                if err is not None and state['error'] is None:
+                    state['error'] = err
+                if n:
+                    stats['blocksWritten'] += 1
+                    stats['bytesWritten'] += n
+                cv.notify_all()
+
+    def syncer():
+        """Acks each sync once the blocks before it are written and fsynced, while the main thread receives more."""
+        while True:
+            item = syncs.get()
+            if item is None:
+                return
+            epoch, mark = item
+            with cv:
+                while per_epoch[epoch] > 0 and state['error'] is None:
+                    cv.wait()
+                err = state['error']
+            check(err)
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                die('fsync of the device failed: %s' % e.strerror)
+            with out_lock:
+                out.write(b'A' + mark)
+                out.flush()
+            stats['syncs'] += 1
+
+    def wait(limit):
+        """Until at most `limit` blocks are in flight; a block that failed ends the job here."""
+        with cv:
+            while state['pending'] > limit and state['error'] is None:
+                cv.wait()
+            err = state['error']
+        check(err)
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for th in pool:
+        th.start()
+    sync_thread = threading.Thread(target=syncer, daemon=True)
+    sync_thread.start()
+    epoch = 0
+    while True:
+        tag = read_exact(inp, 1)
+        if tag == b'D':
+            i, n, enc = struct.unpack('>IIB', read_exact(inp, 9))
+            h = read_exact(inp, 32)
+            payload = read_exact(inp, n)
+            digest.update(h)
+            stats['payloadBytes'] += n
+            wait(depth - 1)
+            with cv:
+                state['pending'] += 1
+                per_epoch[epoch] += 1
+            tasks.put((epoch, i, enc, h, payload))
+        elif tag == b'S':
+            # Epochs are synced in order, so "epoch e is written" means every block before this request is.
+            syncs.put((epoch, read_exact(inp, 4)))
+            epoch += 1
+        elif tag == b'E':
+            break
+        else:
+            die('unexpected record %r in a write job' % tag)
+    syncs.put(None)
+    sync_thread.join()
+    wait(0)
+    for th in pool:
+        tasks.put(None)
+    os.fsync(fd)
+    drop_cache(fd)
+    out.write(frame_end(digest.digest(), usage(stats)))
+    out.flush()
+
+
 def main(inp, out):
     req = read_json(inp)
     if req.get('protocol') != PROTOCOL:
         fail(out, 'protocol mismatch: agent speaks %d, client speaks %r' % (PROTOCOL, req.get('protocol')))
+    writing = req.get('write') is True
     try:
-        fd = os.open(req['device'], os.O_RDONLY)
+        fd = os.open(req['device'], os.O_RDWR if writing else os.O_RDONLY)
     except OSError as e:
-        fail(out, 'cannot open device %s: %s' % (req['device'], e.strerror))
+        fail(out, 'cannot open device %s%s: %s' % (req['device'], ' for writing' if writing else '', e.strerror))
     size = os.lseek(fd, 0, os.SEEK_END)
-    out.write(frame_json(b'H', {'protocol': PROTOCOL, 'size': size, 'python': sys.version.split()[0], 'cpus': os.cpu_count() or 1}))
+    hello = {'protocol': PROTOCOL, 'size': size, 'python': sys.version.split()[0], 'cpus': os.cpu_count() or 1, 'write': writing}
+    out.write(frame_json(b'H', hello))
     out.flush()
     job = read_json(inp)
     if job.get('stop'):
         return
+    if job.get('write'):
+        if not writing:
+            fail(out, 'a write job needs a hello with write: true (the device is open read-only)')
+        return write_job(inp, out, fd, size, job)
+    if job.get('dropCache'):
+        drop_cache(fd)
+    if job.get('sizeBytes'):
+        size = min(size, int(job['sizeBytes']))
     bs = int(job['blockSize'])
     ranges = job['ranges']
     has = bool(job['hashes'])
@@ -229,15 +428,7 @@ def main(inp, out):
     for th in pool:
         tasks.put(None)
     flush_run()
-    try:
-        import resource
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        stats['cpuUserS'] = ru.ru_utime
-        stats['cpuSysS'] = ru.ru_stime
-        stats['maxRssKiB'] = ru.ru_maxrss
-    except Exception:
-        pass
-    out.write(frame_end(digest.digest(), stats))
+    out.write(frame_end(digest.digest(), usage(stats)))
     out.flush()
 
 

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Beside this module in every layout dosvob runs from (a checkout through tsx, the Docker image's copy of activities/). */
 export const AGENT_PATH = join(__dirname, 'agent.py');
@@ -16,7 +16,12 @@ if (!AGENT_BYTES.includes(`PROTOCOL = ${PROTOCOL_VERSION}\n`)) {
 
 /** The exec command: a one-line bootstrap that reads the agent's code from stdin and runs it. */
 export function agentCommand(python = 'python3'): string {
-  const boot = `import sys;exec(compile(sys.stdin.buffer.read(${AGENT_BYTES.length}),"dosvob-agent","exec"))`;
+  return agentCommandFor(AGENT_BYTES, python);
+}
+
+/** The bootstrap for other agent code of the same protocol (tests: agent.py with a fault hook in front). */
+export function agentCommandFor(code: Buffer, python = 'python3'): string {
+  const boot = `import sys;exec(compile(sys.stdin.buffer.read(${code.length}),"dosvob-agent","exec"))`;
   // -I -S: isolated from the droplet's environment and site-packages (also starts ~40 ms faster).
   return `${python} -I -S -c '${boot}'`;
 }

@@ -43,7 +43,7 @@ import {
 } from './errors.js';
 import { pythonAgent, type RemoteAgent } from './agent.js';
 import { AgentGoneError, AgentSession, type AgentHello } from './session.js';
-import { connectSsh, type SshConnection, type SshTarget } from './ssh.js';
+import { LinkManager, defaultCompression, isLan, type SshConnection, type SshTarget } from './ssh.js';
 
 /** Measured on the 2-core bench (see test/bench/RESULTS.md): 1 MiB balances per-block overhead and delta size. */
 export const DEFAULT_BLOCK_SIZE = 1 << 20;
@@ -204,68 +204,6 @@ interface StripeState {
   done: boolean;
 }
 
-class LinkManager {
-  private conn: SshConnection | undefined;
-  private connecting: Promise<SshConnection> | undefined;
-  private closedWire = { read: 0, written: 0 };
-  reconnects = 0;
-  private connects = 0;
-
-  constructor(
-    private readonly target: SshTarget,
-    private readonly maxReconnects: number,
-    private readonly signal: AbortSignal,
-  ) {}
-
-  async get(): Promise<SshConnection> {
-    if (this.conn) return this.conn;
-    if (!this.connecting) {
-      if (this.connects > 0) {
-        if (this.reconnects >= this.maxReconnects) {
-          throw new ConnectionLostError(`SSH connection lost ${this.reconnects + 1} times; giving up for this attempt`);
-        }
-        this.reconnects++;
-      }
-      this.connects++;
-      this.connecting = connectSsh(this.target, this.signal).then(
-        (c) => {
-          this.conn = c;
-          this.connecting = undefined;
-          c.client.once('close', () => this.drop(c));
-          return c;
-        },
-        (err: unknown) => {
-          this.connecting = undefined;
-          throw err;
-        },
-      );
-    }
-    return this.connecting;
-  }
-
-  isAlive(c: SshConnection): boolean {
-    return this.conn === c && !c.socket.destroyed;
-  }
-
-  drop(c: SshConnection): void {
-    if (this.conn !== c) return;
-    this.conn = undefined;
-    const w = c.wireBytes();
-    this.closedWire.read += w.read;
-    this.closedWire.written += w.written;
-    c.close();
-  }
-
-  wire(): { read: number; written: number } {
-    const w = this.conn?.wireBytes() ?? { read: 0, written: 0 };
-    return { read: this.closedWire.read + w.read, written: this.closedWire.written + w.written };
-  }
-
-  close(): void {
-    if (this.conn) this.drop(this.conn);
-  }
-}
-
 class BlockMismatch extends Error {
   constructor(readonly block: number) {
     super(`block ${block} failed verification`);
@@ -308,8 +246,8 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
     const connectedAt = Date.now();
     const hello: AgentHello = first.hello;
     // A round trip this short means a LAN: one SSH window suffices and the link is faster than compression.
-    const onLan = Math.max(firstConn.rttMs, first.rttMs) < 8;
-    const compression = opts.compression ?? (onLan ? 'never' : 'auto');
+    const onLan = isLan(firstConn.rttMs, first.rttMs);
+    const compression = defaultCompression(onLan, opts.compression);
     const sizeBytes = hello.size;
     if (opts.sizeBytes !== undefined && opts.sizeBytes !== sizeBytes) {
       log(

@@ -1,4 +1,5 @@
-// One agent session: an exec channel running the python agent, its hello, its job, its record stream.
+// One agent session: an exec channel running the python agent, its hello, its job, its record stream (a read job), or
+// the blocks it writes and the syncs it acknowledges (a write job: a restore).
 import type { ClientChannel } from 'ssh2';
 import { PROTOCOL_VERSION, type RemoteAgent } from './agent.js';
 import { ProtocolMismatchError, RemoteAgentError, TransferStalledError } from './errors.js';
@@ -11,6 +12,8 @@ export interface AgentHello {
   size: number;
   python: string;
   cpus: number;
+  /** The device is open read-write (the hello asked for a write job). */
+  write?: boolean;
 }
 
 export interface AgentJob {
@@ -20,6 +23,17 @@ export interface AgentJob {
   threads: number;
   compress: 'auto' | 'never' | 'always';
   runCap: number;
+  /** Write back and drop the device's page cache before reading: a read-back must come from the device. */
+  dropCache?: boolean;
+  /** Blocks end here rather than at the device's end (a version on a larger device: its last block may be partial). */
+  sizeBytes?: number;
+}
+
+export interface AgentWriteJob {
+  blockSize: number;
+  /** The version's size (at most the device's): the last block ends there. */
+  sizeBytes: number;
+  threads: number;
 }
 
 export interface AgentStats {
@@ -44,11 +58,12 @@ export class AgentSession {
   private exit: { code: number | null; signal?: string } | undefined;
   /** The channel closed: by then its exit status and stderr have arrived. */
   private readonly closed: Promise<void>;
+  private isClosed = false;
   readonly reader: StreamReader;
 
   private constructor(
     readonly channel: ClientChannel,
-    stallTimeoutMs: number | undefined,
+    private readonly stallTimeoutMs: number | undefined,
   ) {
     this.reader = new StreamReader(channel, { stallTimeoutMs });
     channel.stderr.on('data', (d: Buffer) => {
@@ -58,15 +73,20 @@ export class AgentSession {
       this.exit = { code, signal };
     });
     channel.on('error', () => undefined);
-    this.closed = new Promise((resolve) => channel.once('close', () => resolve()));
+    this.closed = new Promise((resolve) =>
+      channel.once('close', () => {
+        this.isClosed = true;
+        resolve();
+      }),
+    );
   }
 
-  /** Start the agent and read its hello. */
+  /** Start the agent and read its hello; `write` opens the device read-write, for a write job. */
   static async start(
     conn: SshConnection,
     device: string,
     agent: RemoteAgent,
-    opts: { stallTimeoutMs?: number } = {},
+    opts: { stallTimeoutMs?: number; write?: boolean } = {},
   ): Promise<{ session: AgentSession; hello: AgentHello; rttMs: number }> {
     const t0 = performance.now();
     const channel = await execChannel(conn.client, agent.command);
@@ -75,7 +95,10 @@ export class AgentSession {
     const rttMs = (performance.now() - t0) / 2;
     const session = new AgentSession(channel, opts.stallTimeoutMs);
     try {
-      const req = Buffer.from(JSON.stringify({ protocol: PROTOCOL_VERSION, device }), 'utf8');
+      const ask = opts.write
+        ? { protocol: PROTOCOL_VERSION, device, write: true }
+        : { protocol: PROTOCOL_VERSION, device };
+      const req = Buffer.from(JSON.stringify(ask), 'utf8');
       const len = Buffer.alloc(4);
       len.writeUInt32BE(req.length);
       await session.write(Buffer.concat([agent.code, len, req]));
@@ -161,9 +184,106 @@ export class AgentSession {
     }
   }
 
+  /** Start a write job (the session's hello asked for write). */
+  async sendWriteJob(job: AgentWriteJob): Promise<void> {
+    const body = Buffer.from(JSON.stringify({ write: true, ...job }), 'utf8');
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(body.length);
+    await this.writeOrStall(Buffer.concat([len, body]));
+  }
+
+  /** One block of a write job: `hash` is the SHA-256 of its raw bytes, `payload` raw (enc 0) or zlib (enc 1). */
+  async sendBlock(index: number, enc: 0 | 1, hash: Buffer, payload: Buffer): Promise<void> {
+    const head = Buffer.allocUnsafe(42);
+    head.write('D', 0, 'latin1');
+    head.writeUInt32BE(index, 1);
+    head.writeUInt32BE(payload.length, 5);
+    head[9] = enc;
+    hash.copy(head, 10);
+    await this.writeOrStall(head);
+    await this.writeOrStall(payload);
+  }
+
+  /** Ask for an fsync of everything sent so far; readAck() returns `mark` once it is durable. */
+  async sendSync(mark: number): Promise<void> {
+    const rec = Buffer.allocUnsafe(5);
+    rec.write('S', 0, 'latin1');
+    rec.writeUInt32BE(mark, 1);
+    await this.writeOrStall(rec);
+  }
+
+  /** End the write job: the agent fsyncs, drops the device's cache and answers an 'E' record (read it with next()). */
+  async sendEnd(): Promise<void> {
+    await this.writeOrStall(Buffer.from('E', 'latin1'));
+  }
+
+  /** The next sync acknowledgement of a write job (an 'X' from the agent throws it). */
+  async readAck(): Promise<number> {
+    let tag: string;
+    try {
+      tag = (await this.reader.read(1)).toString('latin1');
+    } catch (err) {
+      if (err instanceof TransferStalledError) throw err;
+      throw await this.deadAgentError('waiting for a sync');
+    }
+    if (tag === 'X') throw classifyAgentMessage(await this.readString());
+    if (tag !== 'A') throw new ProtocolMismatchError(`unexpected record ${JSON.stringify(tag)} instead of a sync ack`);
+    try {
+      return (await this.reader.read(4)).readUInt32BE(0);
+    } catch (err) {
+      if (err instanceof TransferStalledError) throw err;
+      throw await this.deadAgentError('mid-record');
+    }
+  }
+
+  /**
+   * Why a write failed: the agent's own message if it sent one before it stopped (a block it refused), else what
+   * became of the channel.
+   */
+  async writeFailure(err: unknown): Promise<Error> {
+    if (err instanceof TransferStalledError) return err;
+    await Promise.race([this.closed, new Promise((r) => setTimeout(r, 2000).unref())]);
+    try {
+      const tag = (await this.reader.read(1)).toString('latin1');
+      if (tag === 'X') return classifyAgentMessage(await this.readString());
+    } catch {
+      // nothing readable: the channel's end explains it
+    }
+    return this.deadAgentError('while receiving blocks');
+  }
+
   private async readString(): Promise<string> {
     const n = (await this.reader.read(4)).readUInt32BE(0);
     return (await this.reader.read(n)).toString('utf8');
+  }
+
+  /**
+   * A write of a write job: a droplet that stops taking data for the stall limit fails it (TransferStalledError), as
+   * one that stops sending does a read. (Not for a read job's hashes: the agent reads those only as fast as the client
+   * takes its records, so a slow local disk would look like a stall.)
+   */
+  private writeOrStall(buf: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.isClosed || this.channel.destroyed || !this.channel.writable) {
+        return reject(new AgentGoneError("the agent's channel closed"));
+      }
+      const ok = this.channel.write(buf, (err) => (err ? reject(err) : undefined));
+      if (ok) return resolve();
+      const ms = this.stallTimeoutMs;
+      let timer: NodeJS.Timeout | undefined;
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        this.channel.removeListener('drain', onDrain);
+        this.channel.removeListener('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = () => done();
+      const onClose = () => done(new AgentGoneError("the agent's channel closed"));
+      this.channel.on('drain', onDrain);
+      this.channel.on('close', onClose);
+      if (ms !== undefined) timer = setTimeout(() => done(new TransferStalledError(ms)), ms);
+    });
   }
 
   private write(buf: Buffer): Promise<void> {

@@ -1,8 +1,10 @@
-// SSH connection to the droplet, accepted only if it presents the pinned host key.
+// SSH connection to the droplet, accepted only if it presents the pinned host key; the run's keys derived from the
+// store worker's key_secret; a connection that is re-made after a drop; what the round trip says about the link.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { Client, utils, type ClientChannel, type ConnectConfig } from 'ssh2';
-import { ConnectionLostError, HostKeyMismatchError, TransferError } from './errors.js';
+import { deriveRunKey } from '../run-keys.js';
+import { ConnectionLostError, HostKeyMismatchError, KeySecretMismatchError, TransferError } from './errors.js';
 
 export interface SshTarget {
   host: string;
@@ -126,4 +128,120 @@ export function execChannel(client: Client, command: string): Promise<ClientChan
       err ? reject(new ConnectionLostError(`exec failed: ${err.message}`, { cause: err })) : resolve(channel),
     );
   });
+}
+
+/** Where the droplet is and which run's keys to use: what a transfer's input says (no key in it). */
+export interface RunSshInput {
+  host: string;
+  port: number;
+  username: string;
+  /** The run id the SSH keys are derived from. */
+  keyRef: string;
+  /** The run's client key as registered on the account (MD5 colon-hex; public). */
+  clientKeyFingerprint?: string;
+}
+
+/**
+ * The SSH target of a run, on the store worker: the client key it logs in with and the host key the droplet must
+ * present, both derived from this worker's key_secret and the run id, so no workflow input can name a host of its own.
+ * A worker whose key_secret derives another client key than the run registered fails at once (KeySecretMismatch).
+ */
+export function runSshTarget(keySecret: string, input: RunSshInput): SshTarget {
+  const clientKey = deriveRunKey(keySecret, input.keyRef, 'client');
+  if (input.clientKeyFingerprint && !sameFingerprint(input.clientKeyFingerprint, clientKey.fingerprint)) {
+    throw new KeySecretMismatchError(input.clientKeyFingerprint, clientKey.fingerprint);
+  }
+  return {
+    host: input.host,
+    port: input.port,
+    username: input.username,
+    hostPublicKey: deriveRunKey(keySecret, input.keyRef, 'host').publicKey,
+    privateKey: clientKey.privateKey,
+  };
+}
+
+function sameFingerprint(a: string, b: string): boolean {
+  const norm = (f: string) => f.trim().toLowerCase().replace(/^md5:/, '');
+  return norm(a) === norm(b);
+}
+
+/**
+ * A round trip (TCP handshake or SSH channel open, whichever is larger) under this many ms means a LAN: one SSH window
+ * (2 MiB) then carries >= 250 MB/s, a droplet's 2 Gbit/s, and the link is faster than zlib.
+ */
+export const LAN_RTT_MS = 8;
+
+export function isLan(tcpRttMs: number, channelRttMs: number): boolean {
+  return Math.max(tcpRttMs, channelRttMs) < LAN_RTT_MS;
+}
+
+/**
+ * Compression unless the caller chose: never on a LAN (bench: compressing 5:1 text made a first sync 1.35x slower on
+ * loopback), else auto (3.6x faster on 100 Mbit/s for the same text).
+ */
+export function defaultCompression<C extends string>(onLan: boolean, chosen: C | undefined): C | 'never' | 'auto' {
+  return chosen ?? (onLan ? 'never' : 'auto');
+}
+
+/** One SSH connection for a transfer's stripes, made again after a drop (at most `maxReconnects` times per call). */
+export class LinkManager {
+  private conn: SshConnection | undefined;
+  private connecting: Promise<SshConnection> | undefined;
+  private closedWire = { read: 0, written: 0 };
+  reconnects = 0;
+  private connects = 0;
+
+  constructor(
+    private readonly target: SshTarget,
+    private readonly maxReconnects: number,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  async get(): Promise<SshConnection> {
+    if (this.conn) return this.conn;
+    if (!this.connecting) {
+      if (this.connects > 0) {
+        if (this.reconnects >= this.maxReconnects) {
+          throw new ConnectionLostError(`SSH connection lost ${this.reconnects + 1} times; giving up for this attempt`);
+        }
+        this.reconnects++;
+      }
+      this.connects++;
+      this.connecting = connectSsh(this.target, this.signal).then(
+        (c) => {
+          this.conn = c;
+          this.connecting = undefined;
+          c.client.once('close', () => this.drop(c));
+          return c;
+        },
+        (err: unknown) => {
+          this.connecting = undefined;
+          throw err;
+        },
+      );
+    }
+    return this.connecting;
+  }
+
+  isAlive(c: SshConnection): boolean {
+    return this.conn === c && !c.socket.destroyed;
+  }
+
+  drop(c: SshConnection): void {
+    if (this.conn !== c) return;
+    this.conn = undefined;
+    const w = c.wireBytes();
+    this.closedWire.read += w.read;
+    this.closedWire.written += w.written;
+    c.close();
+  }
+
+  wire(): { read: number; written: number } {
+    const w = this.conn?.wireBytes() ?? { read: 0, written: 0 };
+    return { read: this.closedWire.read + w.read, written: this.closedWire.written + w.written };
+  }
+
+  close(): void {
+    if (this.conn) this.drop(this.conn);
+  }
 }

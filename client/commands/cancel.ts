@@ -1,7 +1,7 @@
 // `dosvob cancel`: cancel the running run, wait for its cleanup, and list what the cleanup deleted.
 import { CancelledFailure, WorkflowFailedError } from '@temporalio/client';
 import type { RunProgress } from '../../workflows/types';
-import { CLEANUP_WORKFLOW_TYPE } from '../ids';
+import { runKind, type RunKind } from '../ids';
 import type { Output } from '../output';
 import { runningRunId } from '../run-state';
 import type { Session } from '../session';
@@ -11,7 +11,7 @@ export interface CancelOutcome {
   workflowId: string;
   runId: string | undefined;
   /** A backup run, or `dosvob cleanup`'s run (which holds the same workflow id). */
-  kind: 'backup' | 'cleanup' | undefined;
+  kind: RunKind | undefined;
   /** How the run ended: cancelled, or finished before the cancellation reached it. */
   ended: 'cancelled' | 'completed' | 'failed' | undefined;
   /** What the run's cleanup (and the run before it) deleted; undefined when no worker answered the query. */
@@ -36,7 +36,7 @@ export async function cancel(session: Session, out: Output): Promise<CancelOutco
   }
   const run = client.workflow.getHandle(ids.workflowId, runId);
   const description = await run.describe();
-  const kind = description.type === CLEANUP_WORKFLOW_TYPE ? 'cleanup' : 'backup';
+  const kind = runKind(description.type);
   outcome.kind = kind;
   const parent = description.parentExecution;
   // A schedule's launcher waits for its run: cancelling the launcher cancels the run too, and ends both as cancelled
@@ -46,7 +46,7 @@ export async function cancel(session: Session, out: Output): Promise<CancelOutco
   out.line(
     kind === 'cleanup'
       ? `cancelling cleanup run ${runId}; waiting for the deletions in flight...`
-      : `cancelling backup run ${runId}; waiting for its cleanup to delete what it created...`,
+      : `cancelling ${kind} run ${runId}; waiting for its cleanup to delete what it created...`,
   );
   outcome.cancelled = true;
   try {

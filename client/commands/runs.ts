@@ -3,6 +3,7 @@ import { formatBytes } from '../../workflows/util';
 import { formatDuration, formatTime, table, type Output } from '../output';
 import { listRuns, type RunSummary } from '../runs';
 import type { Session } from '../session';
+import type { VolumeCheckOutcome } from '../../workflows/types';
 
 export function runsTable(runs: readonly RunSummary[]): string[] {
   return table(
@@ -27,13 +28,19 @@ function pruningText(p: RunSummary['pruning']): string {
   return `; pruned ${p.versionsRemoved} old version(s), freed ${formatBytes(p.bytesFreed)}`;
 }
 
+/** ` SUSPECT (fsck failed: ext4: e2fsck: exit 4 …)` or ` (fsck passed)` after a version a run checked. */
+function checkText(c: VolumeCheckOutcome | undefined): string {
+  if (!c) return '';
+  return c.result === 'failed' ? ` SUSPECT (fsck ${c.summary})` : ` (fsck ${c.result})`;
+}
+
 /** The versions runs made, one line per run: `RUN: web-data (nyc3) 20261202T134500Z-1a2b3c, ...; pruned …`. */
 export function versionsMade(runs: readonly RunSummary[]): string[] {
   return runs
     .filter((r) => r.versions?.length)
     .map(
       (r) =>
-        `${r.runId}: ${r.versions!.map((v) => `${v.volume} (${v.region}) ${v.version}`).join(', ')}${pruningText(r.pruning)}`,
+        `${r.runId}: ${r.versions!.map((v) => `${v.volume} (${v.region}) ${v.version}${checkText(v.check)}`).join(', ')}${pruningText(r.pruning)}`,
     );
 }
 

@@ -1,6 +1,6 @@
 // `dosvob status`: the running run's progress, or else the last run's result.
 import { workflowUiLink } from '../connect';
-import { CLEANUP_WORKFLOW_TYPE } from '../ids';
+import { runKind, type RunKind } from '../ids';
 import { formatTime, type Output } from '../output';
 import { describeVolume, RateMeter, summaryLine, viewOf, type RunView } from '../progress';
 import { RunReader, runningRunId } from '../run-state';
@@ -12,7 +12,7 @@ export type Status =
   | {
       running: true;
       /** A backup run, or `dosvob cleanup`'s run (which holds the same workflow id). */
-      kind: 'backup' | 'cleanup';
+      kind: RunKind;
       workflowId: string;
       runId: string;
       start: string;
@@ -30,7 +30,7 @@ export async function status(session: Session, out: Output): Promise<Status> {
     const state = await new RunReader(client, client.workflow.getHandle(ids.workflowId, runId)).read();
     const view = viewOf(state, new RateMeter());
     const link = workflowUiLink(session.uiUrl, session.namespace, ids.workflowId, runId);
-    const kind = state.type === CLEANUP_WORKFLOW_TYPE ? 'cleanup' : 'backup';
+    const kind = runKind(state.type);
     const result: Status = {
       running: true,
       kind,

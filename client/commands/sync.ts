@@ -12,12 +12,13 @@ import type { Config } from '../../common/config';
 import type { BackupResult } from '../../workflows/types';
 import { formatBytes } from '../../workflows/util';
 import { workflowUiLink } from '../connect';
-import { ExitCode, rootApplicationFailure } from '../errors';
-import { CLEANUP_WORKFLOW_TYPE, WORKFLOW_TYPE, baseInput } from '../ids';
+import { ExitCode } from '../errors';
+import { CLEANUP_WORKFLOW_TYPE, RESTORE_WORKFLOW_TYPE, WORKFLOW_TYPE, baseInput } from '../ids';
 import type { Output } from '../output';
 import { preflight, runDetails, runSummary } from '../preflight';
-import { createDisplay, RateMeter, viewOf } from '../progress';
-import { RunReader, runningRunId } from '../run-state';
+import { followRun } from '../follow';
+import { resultOfFailure } from '../runs';
+import { runningRunId } from '../run-state';
 import type { Session } from '../session';
 
 export interface SyncOptions {
@@ -46,37 +47,6 @@ export function formatResult(result: BackupResult): string[] {
   return lines;
 }
 
-/** The result a failed run carries in its failure (BackupFailed), if any. */
-export function resultOfFailure(err: unknown): BackupResult | undefined {
-  const details = rootApplicationFailure(err)?.details?.[0] as BackupResult | undefined;
-  return details && Array.isArray(details.volumes) ? details : undefined;
-}
-
-async function follow(session: Session, handle: WorkflowHandle, out: Output): Promise<BackupResult> {
-  let finished = false;
-  const result = (handle.result() as Promise<BackupResult>).finally(() => {
-    finished = true;
-  });
-  result.catch(() => undefined);
-  const display = out.jsonMode ? undefined : createDisplay(out.stream, (line) => out.line(line), session.plainEveryMs);
-  const reader = new RunReader(session.client, handle);
-  const meter = new RateMeter();
-  try {
-    while (!finished) {
-      try {
-        const view = viewOf(await reader.read(), meter);
-        if (view && !finished) display?.update(view);
-      } catch {
-        // Between workflow tasks, or just finished: the next poll (or the result) will tell.
-      }
-      await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, session.refreshMs))]);
-    }
-  } finally {
-    display?.stop();
-  }
-  return result;
-}
-
 export async function sync(
   session: Session,
   config: Config,
@@ -100,9 +70,10 @@ export async function sync(
       staticDetails: `${runDetails(volumes)}\n\nstarted by \`dosvob sync\` on ${hostname()}`,
     });
     description = await handle.describe();
-    if (description.type !== CLEANUP_WORKFLOW_TYPE) break;
-    // `dosvob cleanup` holds the workflow id: a backup starts once it is done (it takes seconds).
-    out.line(`a cleanup run is in progress (${description.runId}); waiting for it to end`);
+    if (description.type !== CLEANUP_WORKFLOW_TYPE && description.type !== RESTORE_WORKFLOW_TYPE) break;
+    // `dosvob cleanup` or a restore holds the workflow id: a backup starts once it is done.
+    const kind = description.type === RESTORE_WORKFLOW_TYPE ? 'restore' : 'cleanup';
+    out.line(`a ${kind} run is in progress (${description.runId}); waiting for it to end`);
     await client.workflow
       .getHandle(ids.workflowId, description.runId)
       .result()
@@ -132,7 +103,7 @@ export async function sync(
   }
   const run = client.workflow.getHandle(handle.workflowId, runId);
   try {
-    outcome.result = await follow(session, run, out);
+    outcome.result = await followRun<BackupResult>(session, run, out);
     for (const line of formatResult(outcome.result)) out.line(line);
   } catch (err) {
     if (!(err instanceof WorkflowFailedError)) throw err;

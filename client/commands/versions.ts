@@ -1,12 +1,21 @@
 // `dosvob versions [VOLUME]`: the kept versions, oldest first, read by the worker that holds the backups: when, from
 // which snapshot and run, how much changed, what each one alone costs, and what the store costs against its images.
 import { randomUUID } from 'node:crypto';
+import type { VersionCheck } from '../../activities/store';
 import type { VersionsReport } from '../../activities/store-ops/versions-report';
 import type { versionsWorkflow } from '../../workflows/versions';
 import { formatBytes } from '../../workflows/util';
 import { formatTime, table, type Output } from '../output';
 import type { Session } from '../session';
 import { asUserError } from './store-request';
+
+/** `SUSPECT`, then each kind's latest verdict (`fsck failed: …`); a report from an older worker has no checks. */
+function checkNotes(v: { suspect?: boolean; checks?: readonly VersionCheck[] }): string[] {
+  const notes = (v.checks ?? []).map(
+    (c) => `${c.kind} ${(c.detail ?? c.result ?? (c.ok ? 'passed' : 'failed')).split('\n')[0]}`,
+  );
+  return v.suspect ? ['SUSPECT', ...notes] : notes;
+}
 
 export function versionsTable(report: VersionsReport): string[] {
   const lines: string[] = [];
@@ -26,7 +35,14 @@ export function versionsTable(report: VersionsReport): string[] {
         v.runId ? v.runId.slice(0, 8) : '-',
         v.blocksChanged === null ? '-' : `${v.blocksChanged}/${v.blockCount}`,
         v.newest ? 'image' : formatBytes(v.uniqueBytes),
-        [v.newest ? 'newest' : '', v.protected ? 'protected' : '', v.origin !== 'sync' ? v.origin : '', v.damaged ?? '']
+        [
+          v.newest ? 'newest' : '',
+          v.protected ? 'protected' : '',
+          v.frozen ? 'frozen' : '',
+          v.origin !== 'sync' ? v.origin : '',
+          v.damaged ?? '',
+          ...checkNotes(v),
+        ]
           .filter(Boolean)
           .join(', '),
       ]),

@@ -383,6 +383,8 @@ interface OursResult {
   imagePath: string;
   remoteCpuSeconds: number;
   phasesMs: { connect: number; prepare: number; stream: number; commit: number };
+  /** The version the sync made (the restore scenario restores it). */
+  versionId?: string;
   /** The image's atime right after the run (before the bench itself compares it). */
   atimeAfter: number;
 }
@@ -602,6 +604,8 @@ async function benchLink(key: string): Promise<void> {
   // rsync's destination for the incremental must hold version A: a local sparse copy instead of a transfer.
   if (slowLink) execFileSync('cp', ['--sparse=always', src, rsyncDst]);
 
+  await restoreScenario(link, dir, backups, src, first);
+
   // incremental
   log('incremental: mutate source to B');
   await mutateToB(src);
@@ -666,6 +670,115 @@ async function benchLink(key: string): Promise<void> {
   }
   if (SWEEP && (key === 'loopback' || key === 'wan100')) await compressionSweep(link, dir);
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Restore (issue 11): the version of the first sync written onto a blank device (a sparse file, as a new volume reads
+ * zeros) through the same link, fsynced and read back, against a raw `dd if=image | ssh … dd of=device` of the image.
+ * The raw copy's receiving dd uses conv=sparse,fsync: it skips writing zero blocks to spare this shared disk (a real
+ * device would get them written), which only makes the raw copy faster, i.e. the ratio conservative.
+ */
+async function restoreScenario(link: Link, dir: string, backups: string, src: string, first: OursResult) {
+  if (!first.versionId) throw new Error('the first sync reported no version');
+  const log = (m: string) => process.stderr.write(`[${link.name}] ${m}\n`);
+  const device = join(dir, 'restore-device.img');
+  writeFileSync(device, '');
+  execFileSync('truncate', ['-s', String(SIZE), device]);
+  log('restore: dosvob');
+  const server = OUR_SERVER === 'sshd' ? await startSshd('127.0.0.1') : await startOurServer('127.0.0.1');
+  const proxy = link.rateMbit !== null ? await startProxy(server.port, link) : undefined;
+  const opts = {
+    backupsDir: backups,
+    storeKey: 'bench',
+    versionId: first.versionId,
+    devicePath: device,
+    ssh: {
+      host: '127.0.0.1',
+      port: proxy?.port ?? server.port,
+      username: 'root',
+      hostPublicKey: OUR_SERVER === 'sshd' ? readFileSync(sshdHostKeyFile() + '.pub', 'utf8') : hostKey.publicKey,
+      privateKey: clientKey.privateKey,
+    },
+  };
+  const t = await timed([
+    process.execPath,
+    '--import',
+    'tsx',
+    join(REPO, 'test/restore/bench-child.ts'),
+    JSON.stringify(opts),
+  ]);
+  const proxied = await proxy?.stop();
+  const srv = await server.stop();
+  if (t.code !== 0) throw new Error(`dosvob restore failed: ${t.stderr}`);
+  const r = JSON.parse(t.stdout.trim().split('\n').at(-1)!) as {
+    durationMs: number;
+    bytesOnWire: number;
+    dataBytes: number;
+    stripes: number;
+    compression: string;
+    sendRateBytesPerSec: number;
+    phasesMs: { connect: number; write: number; verify: number };
+  };
+  rows.push({
+    link: link.name,
+    scenario: 'restore to a device',
+    tool: 'dosvob restore',
+    wallS: r.durationMs / 1000,
+    wireBytes: proxied ?? r.bytesOnWire,
+    wireNote: proxied !== undefined ? 'TCP payload (proxy)' : 'TCP payload',
+    clientCpuS: t.userS + t.sysS,
+    serverCpuS: srv.userS + srv.sysS,
+    clientRssMiB: t.maxRssKiB / 1024,
+    serverRssMiB: srv.maxRssKiB / 1024,
+    extra:
+      `process wall ${t.wallS.toFixed(2)} s; ${r.stripes} stripe(s), compression ${r.compression}; connect/write/verify ` +
+      `${[r.phasesMs.connect, r.phasesMs.write, r.phasesMs.verify].map((ms) => (ms / 1000).toFixed(2)).join('/')} s; ` +
+      `${(r.sendRateBytesPerSec / 1e6).toFixed(1)} MB/s while sending`,
+    ok: filesEqualSync(src, device),
+  });
+  rmSync(device, { force: true });
+
+  log('restore: raw dd | ssh dd');
+  const raw = join(dir, 'dd-device.img');
+  writeFileSync(raw, '');
+  execFileSync('truncate', ['-s', String(SIZE), raw]);
+  const ddServer = await startSshd('127.0.0.1');
+  const ddProxy = link.rateMbit !== null ? await startProxy(ddServer.port, link) : undefined;
+  const ssh = ['ssh', ...sshArgs(ddProxy?.port ?? ddServer.port), 'root@127.0.0.1'].map((a) => `'${a}'`).join(' ');
+  const image = join(backups, 'bench.img');
+  const dd = await timed([
+    'sh',
+    '-c',
+    `dd if='${image}' bs=1M status=none | ${ssh} "dd of='${raw}' bs=1M conv=sparse,notrunc,fsync status=none"`,
+  ]);
+  const ddWire = await ddProxy?.stop();
+  await new Promise((res) => setTimeout(res, 500)); // let sshd reap its session child, or its CPU is not counted
+  const ddSrv = await ddServer.stop();
+  if (dd.code !== 0) throw new Error(`raw dd failed: ${dd.stderr}`);
+  rows.push({
+    link: link.name,
+    scenario: 'restore to a device',
+    tool: 'raw dd over ssh',
+    wallS: dd.wallS,
+    wireBytes: ddWire ?? SIZE,
+    wireNote: ddWire !== undefined ? 'TCP payload (proxy)' : 'payload (image size)',
+    clientCpuS: dd.userS + dd.sysS,
+    serverCpuS: ddSrv.userS + ddSrv.sysS,
+    clientRssMiB: dd.maxRssKiB / 1024,
+    serverRssMiB: ddSrv.maxRssKiB / 1024,
+    extra: '',
+    ok: filesEqualSync(src, raw),
+  });
+  rmSync(raw, { force: true });
+  const ratio = r.durationMs / 1000 / dd.wallS;
+  const pct = link.rateMbit ? ((r.sendRateBytesPerSec * 8) / (link.rateMbit * 1e6)) * 100 : undefined;
+  checks.push(
+    `${link.name}, restore of the ${(SIZE / MiB).toFixed(0)} MiB image (${(r.dataBytes / MiB).toFixed(0)} MiB of data) onto a device: ` +
+      `${(r.durationMs / 1000).toFixed(2)} s vs raw dd | ssh dd ${dd.wallS.toFixed(2)} s = ${ratio.toFixed(2)}x (${ratio <= 0.2 ? 'OK ≤ 0.2x' : 'MISSED 0.2x'})` +
+      (pct !== undefined
+        ? `; sending at ${((r.sendRateBytesPerSec * 8) / 1e6).toFixed(0)} Mbit/s = ${pct.toFixed(0)}% of the link (${pct >= 80 ? 'OK ≥ 80%' : 'MISSED 80%'})`
+        : `; sending at ${(r.sendRateBytesPerSec / 1e6).toFixed(0)} MB/s`),
+  );
 }
 
 /** Log-like text (timestamps, ids, paths, numbers): zlib level 1 shrinks it about 4x. */

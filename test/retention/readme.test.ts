@@ -29,6 +29,7 @@ function record(time: string, i: number, newest: boolean): VersionRecord {
     digest: '',
     protected: false,
     checks: [],
+    suspect: false,
     manifestPath: '',
   };
 }

@@ -6,6 +6,7 @@ import type { DiskStore } from './disk';
 import type { DropletSshManager } from './droplet-ssh';
 import { conflict, notFound, unprocessable } from './errors';
 import type { FaultInjector } from './faults';
+import type { TimingSampler } from './profiles';
 import type { Rng } from './rng';
 import type { ActionRec, DropletRec, SnapshotRec, SshKeyRec, State, VolumeRec } from './state';
 import type { CreationCounts, RuntimeOptions } from './types';
@@ -71,6 +72,10 @@ export class Cloud {
   private readonly timers = new Set<NodeJS.Timeout>();
   readonly created: CreationCounts = { droplets: 0, volumes: 0, snapshots: 0, sshKeys: 0, actions: 0 };
   private closed = false;
+  /** A timing profile's sampler, which then sets the action and activation delays (simulator.ts). */
+  timing: Pick<TimingSampler, 'sample'> | undefined;
+  /** Bytes of disk file per GiB of volume size: a benchmark's 500 GiB volume need not be 500 GiB on disk. */
+  bytesPerGib = GIB;
 
   constructor(
     readonly state: State,
@@ -164,7 +169,7 @@ export class Cloud {
     this.state.volumes.set(rec.id, rec); // reserve the name before the disk work
     try {
       if (snapshot) await this.disk.createFromSnapshot(rec.id, snapshot.id);
-      else await this.disk.createEmpty(rec.id, sizeGigabytes * GIB);
+      else await this.disk.createEmpty(rec.id, sizeGigabytes * this.bytesPerGib);
     } catch (err) {
       this.state.volumes.delete(rec.id);
       throw err;
@@ -225,12 +230,13 @@ export class Cloud {
     this.state.snapshots.set(rec.id, rec);
     try {
       await this.disk.snapshotVolume(volume.id, rec.id);
+      if (this.faults.snapshotShouldTear()) await this.disk.tearExt4Snapshot(rec.id);
     } catch (err) {
       this.state.snapshots.delete(rec.id);
       throw err;
     }
     const bytes = await this.disk.allocatedBytes(this.disk.snapshotPath(rec.id));
-    rec.sizeGigabytes = Math.ceil((bytes / GIB) * 100) / 100;
+    rec.sizeGigabytes = Math.ceil((bytes / this.bytesPerGib) * 100) / 100;
     this.created.snapshots++;
     return rec;
   }
@@ -301,7 +307,7 @@ export class Cloud {
       volumeId: volume.id,
     });
     const errored = this.faults.actionShouldError();
-    this.later(this.options.actionDelayMs, () => {
+    this.later(this.timing?.sample(type) ?? this.options.actionDelayMs, () => {
       if (action.status !== 'in-progress') return;
       const v = this.state.volume(volume.id);
       const d = this.state.droplet(droplet.id);
@@ -395,7 +401,8 @@ export class Cloud {
     this.state.droplets.set(id, rec);
     this.created.droplets++;
     const stuck = this.faults.dropletShouldStick();
-    if (!stuck) this.later(this.options.dropletActiveDelayMs, () => void this.activate(rec, createAction));
+    const activeAfter = this.timing?.sample('dropletReady') ?? this.options.dropletActiveDelayMs;
+    if (!stuck) this.later(activeAfter, () => void this.activate(rec, createAction));
     return rec;
   }
 

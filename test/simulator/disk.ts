@@ -79,6 +79,35 @@ export class DiskStore {
     });
   }
 
+  /**
+   * Tear the snapshot's ext4 metadata as a write caught half-way would: group descriptor 0's free-blocks count changes
+   * and its checksum does not (without checksums, the count no longer matches the bitmap). The snapshot's own bytes
+   * only: a file it shares with its volume is copied first. False if it holds no ext2/3/4 filesystem at offset 0.
+   */
+  async tearExt4Snapshot(snapshotId: string): Promise<boolean> {
+    const file = this.snapshotPath(snapshotId);
+    if ((await fs.stat(file)).nlink > 1) {
+      await sparseCopy(file, `${file}.tmp`);
+      await fs.rename(`${file}.tmp`, file);
+    }
+    const handle = await fs.open(file, 'r+');
+    try {
+      const sb = Buffer.alloc(1024);
+      await handle.read(sb, 0, 1024, 1024);
+      if (sb.readUInt16LE(0x38) !== 0xef53) return false;
+      const blockSize = 1024 << sb.readUInt32LE(0x18);
+      // The descriptor table is the block after the superblock's: s_first_data_block + 1.
+      const descriptors = (sb.readUInt32LE(0x14) + 1) * blockSize;
+      const field = Buffer.alloc(2);
+      await handle.read(field, 0, 2, descriptors + 0x0c);
+      field.writeUInt16LE((field.readUInt16LE(0) + 0xffff - 6) & 0xffff);
+      await handle.write(field, 0, 2, descriptors + 0x0c);
+      return true;
+    } finally {
+      await handle.close();
+    }
+  }
+
   /** Whether the volume's file is shared with a snapshot (and so must not be written in place). */
   async isShared(volumeId: string): Promise<boolean> {
     return (await fs.stat(this.volumePath(volumeId))).nlink > 1;

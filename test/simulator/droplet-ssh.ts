@@ -44,6 +44,10 @@ export interface DropletSshHooks {
   onDrop: () => void;
   stallAfterBytes: () => number | undefined;
   onStall: () => void;
+  stallInputAfterBytes?: () => number | undefined;
+  onInputStall?: () => void;
+  /** A user droplet's exec, recorded (user-droplet.ts); `base` is how any droplet's exec is spawned. */
+  wrapExec?: (dropletId: number, command: string, base: (command: string) => SpawnSpec) => SpawnSpec;
 }
 
 interface RunningDroplet {
@@ -126,11 +130,16 @@ export class DropletSshManager {
         port: this.port,
         hostKey,
         authorizedKeys: () => this.hooks.authorizedKeys(dropletId),
-        spawnCommand: (command) => this.spawnSpec(dropletId, command),
+        spawnCommand: (command) =>
+          this.hooks.wrapExec
+            ? this.hooks.wrapExec(dropletId, command, (c) => this.spawnSpec(dropletId, c))
+            : this.spawnSpec(dropletId, command),
         dropAfterBytes: this.hooks.dropAfterBytes,
         onDrop: this.hooks.onDrop,
         stallAfterBytes: this.hooks.stallAfterBytes,
         onStall: this.hooks.onStall,
+        stallInputAfterBytes: this.hooks.stallInputAfterBytes,
+        onInputStall: this.hooks.onInputStall,
         killProcessGroup: true,
       });
       try {

@@ -103,8 +103,22 @@ export class FaultInjector {
     delete f.sshDropTimes;
   }
 
+  /** Whether the snapshot just taken is to be torn (`tornSnapshots`, counted down). */
+  snapshotShouldTear(): boolean {
+    const f = this.faults;
+    if (f.tornSnapshots && f.tornSnapshots > 0) {
+      f.tornSnapshots--;
+      return true;
+    }
+    return false;
+  }
+
   /** An SSH exec stalled: one-shot, so the next exec (a retry) goes through. */
   sshStalled(): void {
     delete this.faults.sshStallAfterBytes;
+  }
+
+  sshInputStalled(): void {
+    delete this.faults.sshStallInputAfterBytes;
   }
 }

@@ -161,6 +161,7 @@ export class ApiHttpServer {
       requestBody,
       responseBody: result.body,
       ...(fault ? { fault } : {}),
+      ...(req.headers['user-agent'] ? { userAgent: req.headers['user-agent'] } : {}),
     });
   }
 }

@@ -1,7 +1,9 @@
 // Standalone simulator: npm run simulator -- --port 8080 --data /tmp/dosim [--token T] [--ssh-port 22]
 //   [--seed N] [--action-delay-ms N] [--droplet-active-delay-ms N] [--snapshot-interval-ms N]
+//   [--profile realistic [--time-scale 0.1]] [--rate-limit-per-minute N]
 import { parseArgs } from 'node:util';
 import { startSimulator } from './index';
+import { PROFILES, isProfileName } from './profiles';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -15,9 +17,15 @@ async function main(): Promise<void> {
       'action-delay-ms': { type: 'string' },
       'droplet-active-delay-ms': { type: 'string' },
       'snapshot-interval-ms': { type: 'string' },
+      profile: { type: 'string' },
+      'time-scale': { type: 'string' },
+      'rate-limit-per-minute': { type: 'string' },
     },
   });
   const num = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
+  if (values.profile !== undefined && !isProfileName(values.profile)) {
+    throw new Error(`--profile: no profile "${values.profile}" (known: ${Object.keys(PROFILES).join(', ')})`);
+  }
   const sim = await startSimulator({
     host: values.host,
     port: num(values.port),
@@ -28,6 +36,9 @@ async function main(): Promise<void> {
     actionDelayMs: num(values['action-delay-ms']),
     dropletActiveDelayMs: num(values['droplet-active-delay-ms']),
     snapshotIntervalMs: num(values['snapshot-interval-ms']),
+    profile: values.profile,
+    timeScale: num(values['time-scale']),
+    rateLimitPerMinute: num(values['rate-limit-per-minute']),
   });
   process.stdout.write(`DIGITALOCEAN_API_URL=${sim.apiUrl}\nDIGITALOCEAN_TOKEN=${sim.token}\n`);
   process.stdout.write(`# data dir ${sim.dataDir}; droplets' SSH on port ${sim.options.sshPort}; Ctrl-C stops\n`);

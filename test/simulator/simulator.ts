@@ -1,4 +1,5 @@
 // The Simulator: wires state, disk, SSH droplets, faults and the HTTP API, and offers test helpers.
+import { execFileSync } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
@@ -9,8 +10,16 @@ import { DropletSshManager } from './droplet-ssh';
 import { FaultInjector } from './faults';
 import { ApiHttpServer, type HandledCall } from './http-server';
 import { RateLimiter } from './ratelimit';
-import { buildRoutes } from './routes';
+import { PROFILES, TimingSampler, stepOfRequest } from './profiles';
+import { buildRoutes, type Route } from './routes';
 import { Rng } from './rng';
+import {
+  attachLoop,
+  loopMountsAvailable,
+  UserDropletShells,
+  type LoopMount,
+  type UserDropletShell,
+} from './user-droplet';
 import { State, type ActionRec, type DropletRec, type SnapshotRec, type SshKeyRec, type VolumeRec } from './state';
 import type {
   ActionInfo,
@@ -131,6 +140,7 @@ export class Simulator {
       ssh: DropletSshManager;
       faults: FaultInjector;
       http: ApiHttpServer;
+      userShells: UserDropletShells;
     },
   ) {
     this.apiUrl = parts.apiUrl;
@@ -258,6 +268,88 @@ export class Simulator {
     return keyInfo(this.parts.cloud.addKey(name, publicKey, false));
   }
 
+  /**
+   * A user's droplet (not dosvob's: no tag), e.g. the one a hook freezes: with the given host key (through cloud-config,
+   * as dosvob's own droplets get theirs), the keys allowed to log in, and volumes attached. Its exec is the recorded
+   * shell (user-droplet.ts). Resolves once it is active and its SSH server listens.
+   */
+  async createUserDroplet(input: {
+    name: string;
+    region: string;
+    hostKey?: { privateKey: string; publicKey: string };
+    authorizedKeys: readonly string[];
+    volumeIds?: string[];
+    /**
+     * Volumes it mounts for real (only where loopMountsAvailable(): a loop device, mounted at `at` under /mnt in every
+     * exec); `format` makes the filesystem first, as DigitalOcean's filesystem_type does. A volume made from a
+     * snapshot (still sharing its file) cannot be mounted: its file would change under the loop device.
+     */
+    mounts?: { volumeId: string; at: string; format?: 'ext4' }[];
+    timeoutMs?: number;
+  }): Promise<{ droplet: DropletInfo; ssh: DropletSshInfo; shell: UserDropletShell }> {
+    const { cloud, state, ssh, userShells, disk } = this.parts;
+    const mounts: LoopMount[] = [];
+    if (input.mounts && input.mounts.length > 0) {
+      if (!loopMountsAvailable()) throw new Error('loop mounts need root and loop devices (loopMountsAvailable())');
+      for (const m of input.mounts) {
+        this.liveVolume(m.volumeId);
+        if (await disk.isShared(m.volumeId)) throw new Error(`volume ${m.volumeId} shares its file with a snapshot`);
+        const file = disk.volumePath(m.volumeId);
+        if (m.format === 'ext4') execFileSync('mkfs.ext4', ['-q', '-F', file], { stdio: 'ignore' });
+        mounts.push({ device: attachLoop(file), at: m.at });
+      }
+    }
+    const userData = input.hostKey
+      ? [
+          '#cloud-config',
+          'ssh_keys:',
+          '  ed25519_private: |',
+          ...input.hostKey.privateKey
+            .trimEnd()
+            .split('\n')
+            .map((l) => `    ${l}`),
+          `  ed25519_public: ${input.hostKey.publicKey}`,
+          '',
+        ].join('\n')
+      : undefined;
+    const rec = cloud.createDroplet({
+      name: input.name,
+      region: input.region,
+      size: 's-1vcpu-1gb',
+      image: 'debian-12-x64',
+      userData,
+      volumes: input.volumeIds,
+    });
+    rec.sshPublicKeys = [...input.authorizedKeys];
+    const shell = userShells.create(rec.id, mounts);
+    const deadline = Date.now() + (input.timeoutMs ?? 30_000);
+    for (;;) {
+      const info = ssh.info(rec.id);
+      if (state.droplet(rec.id)?.status === 'active' && info) return { droplet: dropletInfo(rec), ssh: info, shell };
+      if (Date.now() > deadline) throw new Error(`user droplet ${input.name} did not become active`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /**
+   * Every snapshot ever made, deleted ones included, with its creation time to the millisecond (the API's created_at
+   * has seconds only): for tests that place a snapshot inside a freeze window.
+   */
+  snapshotRecords(): { id: string; name: string; volumeId: string; createdAt: number; deletedAt?: number }[] {
+    return [...this.parts.state.snapshots.values()].map((s) => ({
+      id: s.id,
+      name: s.name,
+      volumeId: s.volumeId,
+      createdAt: s.createdAt,
+      ...(s.deletedAt !== undefined ? { deletedAt: s.deletedAt } : {}),
+    }));
+  }
+
+  /** The recorded shell of a user droplet (createUserDroplet). */
+  userDroplet(dropletId: number): UserDropletShell | undefined {
+    return this.parts.userShells.get(dropletId);
+  }
+
   /** Where the droplet's SSH server answers; undefined until it is active. */
   dropletSsh(dropletId: number): DropletSshInfo | undefined {
     return this.parts.ssh.info(dropletId);
@@ -305,21 +397,25 @@ export class Simulator {
     return a && actionInfo(a);
   }
 
-  /** Resource usage so far, deleted resources included. */
-  resourceSeconds(now = Date.now()): ResourceSeconds {
+  /**
+   * Resource usage so far, deleted resources included; with `include`, only the resources it accepts (e.g. one run's,
+   * by name, leaving out the source volumes a test made).
+   */
+  resourceSeconds(now = Date.now(), include: (r: { name: string }) => boolean = () => true): ResourceSeconds {
     const { state } = this.parts;
     const life = (r: { createdAt: number; deletedAt: number | undefined }): number =>
       ((r.deletedAt ?? now) - r.createdAt) / 1000;
     let dropletSeconds = 0;
     let dropletBilledSeconds = 0;
     for (const d of state.droplets.values()) {
+      if (!include(d)) continue;
       dropletSeconds += life(d);
       dropletBilledSeconds += Math.max(60, life(d));
     }
     let volumeGibSeconds = 0;
-    for (const v of state.volumes.values()) volumeGibSeconds += v.sizeGigabytes * life(v);
+    for (const v of state.volumes.values()) if (include(v)) volumeGibSeconds += v.sizeGigabytes * life(v);
     let snapshotGibSeconds = 0;
-    for (const s of state.snapshots.values()) snapshotGibSeconds += s.sizeGigabytes * life(s);
+    for (const s of state.snapshots.values()) if (include(s)) snapshotGibSeconds += s.sizeGigabytes * life(s);
     return { dropletSeconds, dropletBilledSeconds, volumeGibSeconds, snapshotGibSeconds };
   }
 
@@ -342,6 +438,21 @@ export class Simulator {
     return counts;
   }
 
+  /**
+   * Requests and 429s per client, told apart by User-Agent (the first word, e.g. "dosvob" or "axios"):
+   * whose requests the rate limit turned away.
+   */
+  callsByClient(): Record<string, { requests: number; rateLimited: number }> {
+    const out: Record<string, { requests: number; rateLimited: number }> = {};
+    for (const e of this.log) {
+      const client = (e.userAgent ?? 'unknown').split(/[\s/]/)[0] || 'unknown';
+      const row = (out[client] ??= { requests: 0, rateLimited: 0 });
+      row.requests++;
+      if (e.status === 429) row.rateLimited++;
+    }
+    return out;
+  }
+
   /** Successful creations through the API (helpers such as createVolume() are not counted). */
   creationCounts(): CreationCounts {
     return { ...this.parts.cloud.created };
@@ -362,8 +473,38 @@ export class Simulator {
     this.closed = true;
     this.parts.cloud.close();
     await Promise.all([this.parts.http.close(), this.parts.ssh.stopAll()]);
+    this.parts.userShells.close();
     if (this.parts.ownsDataDir) await fs.rm(this.parts.dataDir, { recursive: true, force: true });
   }
+}
+
+function timingSampler(options: SimulatorOptions, seed: number): TimingSampler | undefined {
+  if (options.profile === undefined) return undefined;
+  const profile = typeof options.profile === 'string' ? PROFILES[options.profile] : options.profile;
+  // Its own stream of the seed: the profile's draws do not shift the ids and fault decisions.
+  return new TimingSampler(profile, options.timeScale ?? 1, seed ^ 0x5eed);
+}
+
+/**
+ * Each answer takes its step's time (a snapshot, a volume from a snapshot, a delete, or a plain request). What a
+ * request makes exists from its arrival and what it deletes lasts until its answer: the simulator's resource-seconds
+ * are then the least a client bracketing its calls can count.
+ */
+function withLatency(routes: Route[], sampler: TimingSampler): Route[] {
+  const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  return routes.map((route) => ({
+    ...route,
+    handler: async (req) => {
+      const ms = sampler.sample(stepOfRequest(route.method, route.template, req.body));
+      if (route.method === 'DELETE') {
+        await pause(ms);
+        return route.handler(req);
+      }
+      const result = await route.handler(req);
+      await pause(ms);
+      return result;
+    },
+  }));
 }
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
@@ -388,6 +529,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const faults = new FaultInjector(resolved.seed);
   faults.set(options.faults ?? {});
   const simRef: { current?: Simulator } = {};
+  const userShells = new UserDropletShells(path.join(dataDir, 'user-droplets'));
   const ssh = new DropletSshManager(resolved.sshPort, {
     attachedVolumes: (dropletId) =>
       (state.droplet(dropletId)?.volumeIds ?? []).flatMap((id) => {
@@ -399,10 +541,16 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     onDrop: () => faults.sshDropped(),
     stallAfterBytes: () => faults.get().sshStallAfterBytes,
     onStall: () => faults.sshStalled(),
+    stallInputAfterBytes: () => faults.get().sshStallInputAfterBytes,
+    onInputStall: () => faults.sshInputStalled(),
+    wrapExec: (dropletId, command, base) => userShells.spawn(dropletId, command, base),
   });
   const cloud = new Cloud(state, disk, faults, ssh, runtime, rng);
+  const sampler = timingSampler(options, resolved.seed);
+  cloud.timing = sampler;
+  if (options.diskBytesPerGib !== undefined) cloud.bytesPerGib = options.diskBytesPerGib;
   const http = new ApiHttpServer({
-    routes: buildRoutes(cloud),
+    routes: sampler ? withLatency(buildRoutes(cloud), sampler) : buildRoutes(cloud),
     tokens: () => resolved.tokens,
     limiter: new RateLimiter(),
     faults,
@@ -423,6 +571,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     ssh,
     faults,
     http,
+    userShells,
   });
   simRef.current = sim;
   return sim;

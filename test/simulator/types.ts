@@ -1,4 +1,5 @@
 // Public types of the DigitalOcean API simulator.
+import type { Profile, ProfileName } from './profiles';
 
 export interface SimulatorOptions {
   /** HTTP host to bind; default 127.0.0.1. */
@@ -32,6 +33,18 @@ export interface SimulatorOptions {
   seed?: number;
   /** Initial faults (see `sim.setFaults`). */
   faults?: Faults;
+  /**
+   * A timing profile (profiles.ts): each step's duration drawn from DigitalOcean-like distributions instead of
+   * `actionDelayMs` / `dropletActiveDelayMs`, and every answer delayed by its step's latency. Seeded by `seed`.
+   */
+  profile?: ProfileName | Profile;
+  /** Multiplies every profile duration: 0.1 plays it ten times faster. Default 1. */
+  timeScale?: number;
+  /**
+   * Bytes of disk file per GiB of `size_gigabytes` (default 2^30). A benchmark keeps DigitalOcean's sizes (and so
+   * its costs) while its files stay small; a snapshot's stored `size_gigabytes` is scaled back the same way.
+   */
+  diskBytesPerGib?: number;
 }
 
 export interface ResolvedOptions {
@@ -106,6 +119,14 @@ export interface Faults {
    * stay up, silent, until the channel closes. A transfer caught mid-way, whatever the machine's speed.
    */
   sshStallAfterBytes?: number;
+  /** The next SSH exec that is sent more than this many stdin bytes stops reading them (once): a restore mid-write. */
+  sshStallInputAfterBytes?: number;
+  /**
+   * The next N snapshots are taken while "writes are in flight": right after each is taken, an ext4 group descriptor
+   * in its file is torn (a field changed, its checksum not), so `e2fsck -fn` fails on it. A snapshot of a volume with
+   * no ext2/3/4 filesystem on the whole device is left as it is.
+   */
+  tornSnapshots?: number;
 }
 
 export interface CallLogEntry {
@@ -128,6 +149,8 @@ export interface CallLogEntry {
   responseBody: unknown;
   /** Which fault, if any, shaped this answer. */
   fault?: 'server_error' | 'lost_response' | 'rate_limit_burst' | 'slow';
+  /** The request's User-Agent: whose request it was (dosvob sends "dosvob"). */
+  userAgent?: string;
 }
 
 export interface VolumeInfo {

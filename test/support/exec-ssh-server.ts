@@ -33,6 +33,12 @@ export interface ExecSshServerOptions {
   stallAfterBytes?: () => number | undefined;
   /** Called when `stallAfterBytes` stalled an exec (e.g. to make the fault one-shot). */
   onStall?: () => void;
+  /**
+   * Fault injection: stop reading stdin after this many bytes (the SSH window then fills and the client's writes
+   * block), the process and the connection staying up, until the channel closes: a restore caught mid-write.
+   */
+  stallInputAfterBytes?: () => number | undefined;
+  onInputStall?: () => void;
   /** Run each exec in its own process group and kill the whole group when the channel closes. */
   killProcessGroup?: boolean;
 }
@@ -148,9 +154,31 @@ export class ExecSshServer {
             }
           });
           child.stderr.pipe(stream.stderr);
-          stream.pipe(child.stdin);
+          const inputStallAt = this.options.stallInputAfterBytes?.();
+          if (inputStallAt === undefined) stream.pipe(child.stdin);
+          else {
+            let received = 0;
+            const forward = (chunk: Buffer): void => {
+              received += chunk.length;
+              if (received <= inputStallAt) {
+                if (!child.stdin.write(chunk)) {
+                  stream.pause();
+                  child.stdin.once('drain', () => received <= inputStallAt && stream.resume());
+                }
+                return;
+              }
+              child.stdin.write(chunk.subarray(0, chunk.length - (received - inputStallAt)));
+              stream.off('data', forward);
+              stream.pause(); // never resumed: the client's window fills
+              this.options.onInputStall?.();
+            };
+            stream.on('data', forward);
+            stream.on('end', () => received <= inputStallAt && child.stdin.end());
+          }
           child.stdin.on('error', () => undefined); // the remote may exit before reading all input
           stream.on('close', kill);
+          // A stream paused by a fault never emits 'close': the connection's end still kills what it runs.
+          client.once('close', kill);
           child.on('close', (code, signal) => {
             if (signal) stream.exit(signal.replace(/^SIG/, ''), false, '');
             else stream.exit(code ?? 0);

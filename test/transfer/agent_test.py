@@ -84,7 +84,7 @@ class Reader:
                 n = self.u32()
                 body = self.take(n)
                 out.append((tag, json.loads(body) if tag == b'H' else body.decode()))
-            elif tag in (b'U', b'Z'):
+            elif tag in (b'U', b'Z', b'A'):
                 out.append((tag, self.u32()))
             elif tag == b'D':
                 n = self.u32()
@@ -119,7 +119,7 @@ class AgentRun(unittest.TestCase):
         return p.returncode, p.stdout, p.stderr
 
     def job_input(self, path, job, hashes=b''):
-        return CODE + frame({'protocol': 1, 'device': path}) + frame(job) + hashes
+        return CODE + frame({'protocol': agent.PROTOCOL, 'device': path}) + frame(job) + hashes
 
     def sync(self, blocks, hashes=None, **job):
         path = self.device(blocks)
@@ -137,7 +137,7 @@ class Framing(AgentRun):
         recs = self.sync(blocks)
         self.assertEqual(recs[0][0], b'H')
         hello = recs[0][1]
-        self.assertEqual(hello['protocol'], 1)
+        self.assertEqual(hello['protocol'], agent.PROTOCOL)
         self.assertEqual(hello['size'], 3 * BS)
         self.assertGreaterEqual(hello['cpus'], 1)
         self.assertEqual([r[0] for r in recs[1:]], [b'D', b'D', b'D', b'E'])
@@ -248,23 +248,137 @@ class Truncated(AgentRun):
         self.assertNotIn(b'E', [r[0] for r in recs])
 
     def test_input_ending_in_the_hello(self):
-        hello = frame({'protocol': 1, 'device': '/dev/null'})
+        hello = frame({'protocol': agent.PROTOCOL, 'device': '/dev/null'})
         code, out, _ = self.run_agent(CODE + hello[:-3])
         self.assertEqual((code, out), (2, b''))
 
     def test_input_ending_before_the_job(self):
         path = self.device([random_block(BS)])
-        code, out, _ = self.run_agent(CODE + frame({'protocol': 1, 'device': path}))
+        code, out, _ = self.run_agent(CODE + frame({'protocol': agent.PROTOCOL, 'device': path}))
         self.assertEqual(code, 2)
         self.assertEqual([r[0] for r in Reader(out).records()], [b'H'])
 
     def test_protocol_mismatch_and_missing_device_are_messages(self):
         code, out, _ = self.run_agent(CODE + frame({'protocol': 99, 'device': '/dev/null'}))
         self.assertEqual(code, 3)
-        self.assertRegex(Reader(out).records()[0][1], 'protocol mismatch: agent speaks 1')
-        code, out, _ = self.run_agent(CODE + frame({'protocol': 1, 'device': os.path.join(self.tmp.name, 'none')}))
+        self.assertRegex(Reader(out).records()[0][1], 'protocol mismatch: agent speaks %d' % agent.PROTOCOL)
+        code, out, _ = self.run_agent(CODE + frame({'protocol': agent.PROTOCOL, 'device': os.path.join(self.tmp.name, 'none')}))
         self.assertEqual(code, 3)
         self.assertRegex(Reader(out).records()[0][1], 'cannot open device')
+
+
+def write_record(i, block, enc=0, h=None):
+    payload = zlib.compress(block, 1) if enc == 1 else block
+    return b'D' + struct.pack('>IIB', i, len(payload), enc) + (h if h is not None else sha(block)) + payload
+
+
+def sync_record(mark):
+    return b'S' + struct.pack('>I', mark)
+
+
+class WriteMode(AgentRun):
+    """A restore: the client streams blocks, the agent checks and writes them, acks syncs, and reads them back."""
+
+    def blank(self, nblocks, tail=0):
+        path = os.path.join(self.tmp.name, 'target.img')
+        with open(path, 'wb') as f:
+            f.truncate(nblocks * BS + tail)
+        return path
+
+    def hello(self, path, write=True):
+        return CODE + frame({'protocol': agent.PROTOCOL, 'device': path, 'write': write})
+
+    def write_job(self, path, records, threads=2):
+        stdin = self.hello(path) + frame({'write': True, 'blockSize': BS, 'threads': threads}) + records
+        return self.run_agent(stdin)
+
+    def test_written_bytes_equal_raw_and_zlib_and_zero_blocks_untouched(self):
+        path = self.blank(6, tail=5000)  # the last block is partial
+        blocks = {1: random_block(BS, 1), 2: text_block(BS, 2), 4: random_block(BS, 4), 6: random_block(5000, 6)}
+        recs = b''.join(write_record(i, b, enc=1 if i == 2 else 0) for i, b in sorted(blocks.items()))
+        code, out, err = self.write_job(path, recs + b'E')
+        self.assertEqual(code, 0, err.decode())
+        got = Reader(out).records()
+        self.assertEqual(got[0][0], b'H')
+        self.assertEqual((got[0][1]['write'], got[0][1]['size']), (True, 6 * BS + 5000))
+        self.assertEqual(got[-1][0], b'E')
+        self.assertEqual(got[-1][1], sha(b''.join(sha(b) for _, b in sorted(blocks.items()))))
+        stats = got[-1][2]
+        self.assertEqual((stats['blocksWritten'], stats['bytesWritten']), (4, 3 * BS + 5000))
+        with open(path, 'rb') as f:
+            data = f.read()
+        expected = b''.join(blocks.get(i, bytes(BS)) for i in range(6)) + blocks[6]
+        self.assertEqual(data, expected)
+
+    def test_a_block_whose_bytes_fail_its_sha256_is_refused_naming_it(self):
+        path = self.blank(4)
+        good, bad = random_block(BS, 1), random_block(BS, 2)
+        recs = write_record(0, good) + write_record(3, bad, h=sha(b'something else'))
+        code, out, _ = self.write_job(path, recs + b'E')
+        self.assertEqual(code, 3)
+        msgs = [r[1] for r in Reader(out).records() if r[0] == b'X']
+        self.assertEqual(len(msgs), 1)
+        self.assertRegex(msgs[0], r'^block 3: SHA-256 mismatch')
+        with open(path, 'rb') as f:
+            f.seek(3 * BS)
+            self.assertEqual(f.read(BS), bytes(BS), 'nothing of the bad block is written')
+        # A damaged zlib payload is refused the same way.
+        code, out, _ = self.write_job(path, write_record(2, good, enc=1)[:-9] + b'\x00' * 8 + b'E')
+        self.assertNotEqual(code, 0)
+
+    def test_a_block_past_the_end_and_a_write_job_on_a_read_only_hello_are_refused(self):
+        path = self.blank(2)
+        code, out, _ = self.write_job(path, write_record(2, random_block(BS)) + b'E')
+        self.assertEqual(code, 3)
+        self.assertRegex(Reader(out).records()[-1][1], r'^block 2: past the end of the device')
+        stdin = self.hello(path, write=False) + frame({'write': True, 'blockSize': BS}) + b'E'
+        code, out, _ = self.run_agent(stdin)
+        self.assertEqual(code, 3)
+        self.assertRegex(Reader(out).records()[-1][1], 'needs a hello with write: true')
+
+    def test_sync_requests_are_acked_in_order_only_after_their_blocks_are_written(self):
+        path = self.blank(8)
+        blocks = [random_block(BS, 10 + i) for i in range(8)]
+        p = subprocess.Popen(COMMAND, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: (p.kill(), p.wait(), p.stdout.close(), p.stderr.close()))
+        p.stdin.write(self.hello(path) + frame({'write': True, 'blockSize': BS, 'threads': 4}))
+        p.stdin.flush()
+        self.assertEqual(p.stdout.read(1), b'H')
+        json.loads(p.stdout.read(struct.unpack('>I', p.stdout.read(4))[0]))
+        for mark, span in ((4, range(0, 4)), (8, range(4, 8))):
+            p.stdin.write(b''.join(write_record(i, blocks[i]) for i in span) + sync_record(mark))
+            p.stdin.flush()
+            self.assertEqual(p.stdout.read(5), b'A' + struct.pack('>I', mark))
+            with open(path, 'rb') as f:  # acked: every block sent before the sync is on the device
+                self.assertEqual(f.read(mark * BS), b''.join(blocks[:mark]))
+        p.stdin.write(b'E')
+        p.stdin.close()
+        rest = Reader(p.stdout.read()).records()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual([r[0] for r in rest], [b'E'])
+        self.assertEqual(rest[0][2]['syncs'], 2)
+
+    def test_read_back_verification_with_the_read_job(self):
+        path = self.blank(6)
+        blocks = {0: random_block(BS, 20), 1: random_block(BS, 21), 4: random_block(BS, 24)}
+        code, _, err = self.write_job(path, b''.join(write_record(i, b) for i, b in blocks.items()) + b'E')
+        self.assertEqual(code, 0, err.decode())
+        ranges = [[0, 2], [4, 5]]
+        hashes = [sha(blocks[0]), sha(blocks[1]), sha(blocks[4])]
+        job = {'blockSize': BS, 'ranges': ranges, 'hashes': True, 'threads': 2, 'compress': 'never', 'runCap': 256, 'dropCache': True}
+        code, out, err = self.run_agent(self.hello(path, write=False) + frame(job) + b''.join(hashes))
+        self.assertEqual(code, 0, err.decode())
+        recs = Reader(out).records()
+        self.assertEqual([r[:2] for r in recs[1:-1]], [(b'U', 3)])
+        self.assertEqual(recs[-1][1], sha(b''.join(hashes)), 'the digests agree')
+        # A block the device did not keep (here: overwritten behind the agent's back) does not come back unchanged.
+        with open(path, 'r+b') as f:
+            f.seek(1 * BS)
+            f.write(bytes(BS))
+        code, out, _ = self.run_agent(self.hello(path, write=False) + frame(job) + b''.join(hashes))
+        recs = Reader(out).records()
+        self.assertEqual([r[:2] for r in recs[1:-1]], [(b'U', 1), (b'Z', 1), (b'U', 1)])
+        self.assertNotEqual(recs[-1][1], sha(b''.join(hashes)))
 
 
 if __name__ == '__main__':

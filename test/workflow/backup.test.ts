@@ -13,7 +13,8 @@ import { assertHistoryHasNoSecrets, assertNothingLeft } from '../support/run-che
 import { maybeRecordHistory } from '../support/history';
 import { startPingServer, type PingServer } from '../support/ping-server';
 import { skipUnlessPresent } from '../support/shared-material';
-import { exampleKeyDiff, openapiSpecMissing, validateRequest, validateResponse } from '../simulator/openapi-check';
+import { openapiSpecMissing } from '../simulator/openapi-check';
+import { checkTraffic } from '../support/openapi-traffic';
 
 const MiB = 1 << 20;
 
@@ -91,21 +92,7 @@ describe('backup workflow', () => {
   it("a backup's traffic matches DigitalOcean's OpenAPI description, both ways", { skip: noSpec }, async () => {
     // dosvob's requests and the simulator's answers, over a real backup's calls.
     const { calls } = await firstRun();
-    const problems: string[] = [];
-    const templates = new Set<string>();
-    for (const call of calls) {
-      assert.ok(call.template, `${call.method} ${call.path} is an endpoint of the API`);
-      templates.add(`${call.method} ${call.template}`);
-      const response = validateResponse(call.method, call.template, call.status, call.responseBody);
-      if (!response.schemaFound) problems.push(`no schema for ${call.method} ${call.template} ${call.status}`);
-      if (!response.ok) problems.push(`answer to ${call.method} ${call.template}: ${response.errors.join('; ')}`);
-      const missing = exampleKeyDiff(call.method, call.template, call.status, call.responseBody).missing;
-      if (missing.length) problems.push(`answer to ${call.method} ${call.template} lacks ${missing.join(', ')}`);
-      if (call.requestBody !== undefined) {
-        const request = validateRequest(call.method, call.template, call.requestBody);
-        if (!request.ok) problems.push(`request ${call.method} ${call.template}: ${request.errors.join('; ')}`);
-      }
-    }
+    const { problems, endpoints: templates } = checkTraffic(calls);
     assert.deepEqual(problems, []);
     assert.ok(templates.size >= 15, `a full run exercises many endpoints: ${[...templates].join(', ')}`);
   });

@@ -4,7 +4,8 @@
 // once), a cancelled one (cancelled during a create) and one whose worker was killed mid-transfer.
 // Record them again with
 //   DOSVOB_RECORD_HISTORIES=1 npm test -- test/workflow/backup test/workflow/failed-volume-cleanup \
-//     test/workflow/cancel-mid-create test/workflow/worker-killed-replay
+//     test/workflow/cancel-mid-create test/workflow/worker-killed-replay test/workflow/restore.test \
+//     test/workflow/freeze-hooks test/workflow/volume-children
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';

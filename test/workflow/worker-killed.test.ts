@@ -1,13 +1,13 @@
 // A worker SIGKILLed during each step of a run: a new worker continues it to the end, the image is
 // identical, nothing is left behind and nothing was created twice.
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { BackupResult } from '../../workflows/types';
 import { randomData } from '../support/bytes';
 import { activityAttempts, assertNothingLeft } from '../support/run-checks';
+import { WorkerKiller } from '../support/worker-killer';
 import { STEPS_AFTER_TRANSFER, STEPS_BEFORE_TRANSFER } from '../support/run-steps';
 import { sameSparseBytes } from '../support/sparse';
 import { FAST_TIMINGS, startHarness, type Harness } from '../support/harness';
@@ -18,31 +18,16 @@ const MiB = 1 << 20;
 describe('a worker killed during each step', () => {
   let h: Harness;
   let volumeId: string;
-  let worker: ChildProcess;
-  const killed: string[] = [];
+  let killer: WorkerKiller;
 
   before(async () => {
     h = await startHarness({ inProcessWorkers: false });
+    killer = new WorkerKiller(h);
     const v = await h.sim.createVolume({ name: 'app-data', region: 'nyc3', sizeGigabytes: 1 });
     volumeId = v.id;
     for (let i = 0; i < 6; i++) await h.sim.writeVolume(volumeId, i * 150 * MiB, randomData(24 * MiB));
   });
   after(async () => h?.close());
-
-  let killing: Promise<void> = Promise.resolve();
-
-  /** One kill at a time: steps may run concurrently, the worker process is one. */
-  function killAndReplace(step: string): Promise<void> {
-    killing = killing.then(async () => {
-      killed.push(step);
-      const dead = worker;
-      const exited = new Promise((resolve) => dead.once('exit', resolve));
-      dead.kill('SIGKILL');
-      await exited;
-      worker = await h.spawnWorker();
-    });
-    return killing;
-  }
 
   /**
    * Kill the worker while the transfer is under way: the droplet's stream stalls after 8 MiB (set before the run),
@@ -54,14 +39,14 @@ describe('a worker killed during each step', () => {
       const started = Date.now();
       const { raw } = await handle.describe();
       const transfer = raw.pendingActivities?.find((a) => a.activityType?.name === 'transferVolume');
-      if (transfer && h.sim.faults.sshStallAfterBytes === undefined) return killAndReplace('transfer');
+      if (transfer && h.sim.faults.sshStallAfterBytes === undefined) return killer.killAndReplace('transfer');
       assert.ok(Date.now() < deadline, 'the transfer never reached the stall');
       await new Promise((r) => setTimeout(r, Math.max(0, started + 50 - Date.now())));
     }
   }
 
   it('completes on a new worker with an identical image, zero leftovers and no duplicate creates', async () => {
-    worker = await h.spawnWorker();
+    await killer.start();
     const pending = [...STEPS_BEFORE_TRANSFER, ...STEPS_AFTER_TRANSFER];
     let transferKill: Promise<void> | undefined;
     const current: { handle?: WorkflowHandle } = {};
@@ -72,7 +57,7 @@ describe('a worker killed during each step', () => {
       const step = pending[index];
       if (!step) return;
       pending.splice(index, 1);
-      await killAndReplace(step.name);
+      await killer.killAndReplace(step.name);
       if (step.name === 'attach' && current.handle) transferKill = killDuringTransfer(current.handle);
     };
     h.sim.setFaults({ sshStallAfterBytes: 8 * MiB });
@@ -98,7 +83,7 @@ describe('a worker killed during each step', () => {
     h.sim.onHandled = undefined;
 
     assert.deepEqual(
-      [...killed].sort(),
+      [...killer.killed].sort(),
       [...STEPS_BEFORE_TRANSFER.map((s) => s.name), 'transfer', ...STEPS_AFTER_TRANSFER.map((s) => s.name)].sort(),
       'a worker was killed during every step',
     );
