@@ -5,7 +5,9 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   ChildWorkflowCancellationType,
+  getExternalWorkflowHandle,
   ParentClosePolicy,
   isCancellation,
   log,
@@ -205,6 +207,8 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
   const outcomes: VolumeOutcome[] = [];
   /** The resource-seconds of volumes backed up in child workflows (their ledgers are their own). */
   const childUsage: ResourceSeconds[] = [];
+  /** Every child's end: teardown waits for all of them (each deletes what it made first). */
+  const children: Promise<unknown>[] = [];
   let failure: unknown;
   /** What pruning after the run removed (finish() reads it). */
   let pruning: PruneOutcome | undefined;
@@ -261,7 +265,10 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
   } finally {
     setPhase('cleaning up');
     // Non-cancellable: a cancelled run still deletes everything it created.
-    await CancellationScope.nonCancellable(() => ephemeral.teardown());
+    await CancellationScope.nonCancellable(async () => {
+      await Promise.allSettled(children);
+      await ephemeral.teardown();
+    });
     setPhase('finished');
   }
   if (failure !== undefined) throw failure;
@@ -311,32 +318,44 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
     index: number,
     droplet: Promise<ReadyDroplet>,
   ): Promise<VolumeOutcome> {
+    // A start is never abandoned half-way: a child started just as the run is cancelled would outlive the run. So
+    // the start is not cancellable, the run's cancellation reaches the child explicitly, and teardown waits for it.
+    const scope = CancellationScope.current();
+    if (scope.consideredCancelled) throw new CancelledFailure('the run was cancelled');
     p.step = 'in child workflow';
     showDetails();
-    const child = await startChild(backupVolumeWorkflow, {
-      workflowId: `${workflowInfo().workflowId}-${runKey(runId)}-volume-${index}`,
-      args: [
-        {
-          volume,
-          progress: { ...p, step: 'waiting' },
-          run,
-          runId,
-          settings,
-          timings: t,
-          clientKeyFingerprint: ephemeral.clientKeyFingerprint,
-        },
-      ],
-      staticSummary: `back up ${volume.name} (${volume.region}), part of run ${run}`,
-      cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-    });
+    const child = await CancellationScope.nonCancellable(() =>
+      startChild(backupVolumeWorkflow, {
+        workflowId: `${workflowInfo().workflowId}-${runKey(runId)}-volume-${index}`,
+        args: [
+          {
+            volume,
+            progress: { ...p, step: 'waiting' },
+            run,
+            runId,
+            settings,
+            timings: t,
+            clientKeyFingerprint: ephemeral.clientKeyFingerprint,
+          },
+        ],
+        staticSummary: `back up ${volume.name} (${volume.region}), part of run ${run}`,
+        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+      }),
+    );
+    const ended = child.result();
+    children.push(ended);
+    scope.cancelRequested.catch(() =>
+      CancellationScope.nonCancellable(() =>
+        getExternalWorkflowHandle(child.workflowId, child.firstExecutionRunId).cancel(),
+      ).catch(() => undefined),
+    );
     // A signal a child that already ended cannot take fails: nothing waits for it any more.
     void droplet.then(
       (d) => child.signal(dropletReadySignal, d).catch(() => undefined),
       (err: unknown) => child.signal(dropletReadySignal, { error: reason(err) }).catch(() => undefined),
     );
     try {
-      const r = await child.result();
+      const r = await ended;
       deleted.push(...r.deleted);
       childUsage.push(r.resourceSeconds);
       p.step = r.outcome.ok ? 'done' : 'failed';

@@ -3,8 +3,7 @@
 // time inside the frozen interval and the thaw before the copy volume; and the failures: a failed snapshot, a
 // cancelled run, a wrong host key, a missing key, a failing freeze command, an optional hook whose droplet is gone.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -16,6 +15,7 @@ import { versionsReport } from '../../activities/store-ops/versions-report';
 import type { BackupInput, BackupResult, VolumeOutcome } from '../../workflows/types';
 import { randomData } from '../support/bytes';
 import { generateEd25519 } from '../support/exec-ssh-server';
+import { hookKeys } from './freeze-support';
 import { startHarness, type Harness } from '../support/harness';
 import { maybeRecordHistory } from '../support/history';
 import {
@@ -29,12 +29,9 @@ import type { UserDropletShell } from '../simulator/user-droplet';
 const MiB = 1 << 20;
 const MAX_FREEZE_SECONDS = 120;
 
-const clientKey = generateEd25519();
-const hostKey = generateEd25519();
+const keys = hookKeys();
+const { clientKey, hostKey, keyDir, keyFile } = keys;
 const otherHostKey = generateEd25519();
-const keyDir = mkdtempSync(path.join(tmpdir(), 'dosvob-hook-key-'));
-const keyFile = path.join(keyDir, 'id_ed25519');
-writeFileSync(keyFile, clientKey.privateKey, { mode: 0o600 });
 
 /** Every line of the private key's body: none may reach a history or an error. */
 const keyLines = clientKey.privateKey
@@ -43,22 +40,7 @@ const keyLines = clientKey.privateKey
   .filter((l) => l.length >= 16 && !l.startsWith('-----'));
 
 function hook(volumes: string, mount: string, changes: Partial<HookConfig> = {}): HookConfig {
-  return {
-    volumes,
-    droplet: 'db-host',
-    ssh: {
-      user: 'root',
-      port: 22,
-      privateKeyFile: keyFile,
-      // A known_hosts line, as `ssh-keyscan` prints it.
-      hostKeyFingerprint: pinnedFingerprint(`db-host,127.0.0.1 ${hostKey.publicKey}`) ?? '',
-    },
-    freeze: `fsfreeze -f ${mount}`,
-    thaw: `fsfreeze -u ${mount}`,
-    maxFreezeSeconds: MAX_FREEZE_SECONDS,
-    hooksRequired: true,
-    ...changes,
-  };
+  return keys.hook(volumes, mount, MAX_FREEZE_SECONDS, changes);
 }
 
 const HOOKS: HookConfig[] = [
@@ -122,7 +104,7 @@ describe('freeze hooks', () => {
   });
   after(async () => {
     await h?.close();
-    rmSync(keyDir, { recursive: true, force: true });
+    keys.remove();
   });
 
   async function run(input: BackupInput): Promise<{ handle: WorkflowHandle; result: BackupResult; failed: boolean }> {

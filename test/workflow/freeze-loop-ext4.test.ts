@@ -4,12 +4,10 @@
 // one is snapshotted as a power cut would leave it (its journal needs recovery). Skipped, saying why, elsewhere.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { pinnedFingerprint, type HookConfig } from '../../common/hooks-config';
-import { generateEd25519 } from '../support/exec-ssh-server';
+import type { HookConfig } from '../../common/hooks-config';
+import { hookKeys } from './freeze-support';
 import { startHarness, type Harness } from '../support/harness';
 import { loopMountsAvailable, type UserDropletShell } from '../simulator/user-droplet';
 import { sshExec } from '../simulator/test-helpers';
@@ -25,25 +23,10 @@ describe(
   'freeze hooks on a loop-mounted ext4',
   { skip: available ? false : 'needs root, loop devices, losetup and fsfreeze' },
   () => {
-    const clientKey = generateEd25519();
-    const hostKey = generateEd25519();
-    const keyDir = mkdtempSync(path.join(tmpdir(), 'dosvob-hook-key-'));
-    const keyFile = path.join(keyDir, 'id_ed25519');
-    writeFileSync(keyFile, clientKey.privateKey, { mode: 0o600 });
-    const hook: HookConfig = {
-      volumes: 'fs-frozen',
-      droplet: 'db-host',
-      ssh: {
-        user: 'root',
-        port: 22,
-        privateKeyFile: keyFile,
-        hostKeyFingerprint: pinnedFingerprint(hostKey.publicKey)!,
-      },
-      freeze: 'fsfreeze -f /mnt/db',
-      thaw: 'fsfreeze -u /mnt/db',
-      maxFreezeSeconds: 120,
-      hooksRequired: true,
-    };
+    const keys = hookKeys();
+    const { clientKey, hostKey } = keys;
+    // The fingerprint of the droplet's host key (the hook's pin).
+    const hook: HookConfig = keys.hook('fs-frozen', '/mnt/db', 120);
     let h: Harness;
     let shell: UserDropletShell;
     const writers: number[] = [];
@@ -86,7 +69,7 @@ describe(
         }
       }
       await h?.close();
-      rmSync(keyDir, { recursive: true, force: true });
+      keys.remove();
     });
 
     it('backs up the frozen volume as a clean ext4, the other as after a power cut', async () => {

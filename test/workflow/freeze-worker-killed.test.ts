@@ -4,13 +4,12 @@
 // ends and reports that snapshot as crash-consistent (the timer thawed first).
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { pinnedFingerprint, type HookConfig } from '../../common/hooks-config';
+import type { HookConfig } from '../../common/hooks-config';
 import { randomData } from '../support/bytes';
-import { generateEd25519 } from '../support/exec-ssh-server';
+import { hookKeys } from './freeze-support';
 import { startHarness, type Harness } from '../support/harness';
 import { activityResults } from '../support/run-checks';
 import type { ThawResult } from '../../activities/hooks/types';
@@ -22,25 +21,10 @@ const MiB = 1 << 20;
 const MAX_FREEZE_SECONDS = 2;
 
 describe('a worker killed while a volume is frozen', () => {
-  const clientKey = generateEd25519();
-  const hostKey = generateEd25519();
-  const keyDir = mkdtempSync(path.join(tmpdir(), 'dosvob-hook-key-'));
-  const keyFile = path.join(keyDir, 'id_ed25519');
-  writeFileSync(keyFile, clientKey.privateKey, { mode: 0o600 });
-  const hook: HookConfig = {
-    volumes: 'db-*',
-    droplet: 'db-host',
-    ssh: {
-      user: 'root',
-      port: 22,
-      privateKeyFile: keyFile,
-      hostKeyFingerprint: pinnedFingerprint(hostKey.publicKey) ?? '',
-    },
-    freeze: 'fsfreeze -f /mnt/db',
-    thaw: 'fsfreeze -u /mnt/db',
-    maxFreezeSeconds: MAX_FREEZE_SECONDS,
-    hooksRequired: true,
-  };
+  const keys = hookKeys();
+  const { clientKey, hostKey } = keys;
+  // The fingerprint of the droplet's host key (the hook's pin).
+  const hook: HookConfig = keys.hook('db-*', '/mnt/db', MAX_FREEZE_SECONDS);
   let h: Harness;
   let shell: UserDropletShell;
   let volumeId: string;
@@ -60,7 +44,7 @@ describe('a worker killed while a volume is frozen', () => {
   });
   after(async () => {
     await h?.close();
-    rmSync(keyDir, { recursive: true, force: true });
+    keys.remove();
   });
 
   it('thaws by the droplet’s own timer after max_freeze_seconds; a late worker reports it', async () => {
