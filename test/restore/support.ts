@@ -7,7 +7,7 @@ import type { SshTarget } from '../../activities/transfer/ssh.js';
 import type { Droplet } from '../transfer/helpers.js';
 
 export const FILTER = join(__dirname, '..', 'transfer', 'fixtures', 'filter.py');
-export const SWALLOW = join(__dirname, 'fixtures', 'swallow.py');
+export const SWALLOW = `${join(__dirname, '..', 'transfer', 'fixtures', 'stall.py')} --swallow`;
 
 /** A new volume's device: `sizeBytes` of zeros (a hole). */
 export async function blankDevice(path: string, sizeBytes: number): Promise<string> {
