@@ -27,6 +27,9 @@ import { createVerifyActivities } from '../activities/verify/activities';
 import { createTransferActivities, type TransferActivityDeps } from '../activities/transfer/activity';
 import { createRestoreTransferActivities } from '../activities/restore/activity';
 
+/** How long one DigitalOcean request of an activity may take (conf.json `api_timeout_ms`); the CLI's checks keep 15 s. */
+export const WORKER_API_TIMEOUT_MS = 60_000;
+
 export type WorkerRole = 'all' | 'main' | 'store';
 
 export interface WorkerSetup {
@@ -83,7 +86,13 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
   };
 
   if (role === 'all' || role === 'main') {
-    const api = createDoApi({ token: config.doToken, apiUrl: config.apiUrl, requestTimeoutMs: config.apiTimeoutMs });
+    // A snapshot's POST can take most of a minute to answer on a busy account; a request cut off at 15 s is retried
+    // (safely: the create looks its name up first) but costs the timeout and a backoff each time.
+    const api = createDoApi({
+      token: config.doToken,
+      apiUrl: config.apiUrl,
+      requestTimeoutMs: config.apiTimeoutMs ?? WORKER_API_TIMEOUT_MS,
+    });
     workers.push(
       await Worker.create({
         connection,
