@@ -375,6 +375,18 @@ interface Row {
 }
 const rows: Row[] = [];
 
+type ProcessFigures = { userS: number; sysS: number; maxRssKiB: number };
+
+/** CPU and peak memory of the client and the server process of one measured run, for its row. */
+function processCost(client: ProcessFigures, server: ProcessFigures) {
+  return {
+    clientCpuS: client.userS + client.sysS,
+    serverCpuS: server.userS + server.sysS,
+    clientRssMiB: client.maxRssKiB / 1024,
+    serverRssMiB: server.maxRssKiB / 1024,
+  };
+}
+
 interface OursResult {
   durationMs: number;
   bytesOnWire: number;
@@ -435,10 +447,7 @@ async function runOurs(
     wallS: r.durationMs / 1000,
     wireBytes: proxied ?? r.bytesOnWire,
     wireNote: proxied !== undefined ? 'TCP payload (proxy)' : 'TCP payload',
-    clientCpuS: t.userS + t.sysS,
-    serverCpuS: srv.userS + srv.sysS,
-    clientRssMiB: t.maxRssKiB / 1024,
-    serverRssMiB: srv.maxRssKiB / 1024,
+    ...processCost(t, srv),
     extra:
       `process wall ${t.wallS.toFixed(2)} s; agent CPU ${r.remoteCpuSeconds.toFixed(2)} s; ` +
       `connect/prepare/stream/commit ${[r.phasesMs.connect, r.phasesMs.prepare, r.phasesMs.stream, r.phasesMs.commit].map((ms) => (ms / 1000).toFixed(2)).join('/')} s` +
@@ -478,10 +487,7 @@ async function runRsync(link: Link, scenario: string, src: string, dst: string):
     wallS: t.wallS,
     wireBytes: proxied ?? proto,
     wireNote: proxied !== undefined ? 'TCP payload (proxy)' : 'rsync protocol (--stats)',
-    clientCpuS: t.userS + t.sysS,
-    serverCpuS: srv.userS + srv.sysS,
-    clientRssMiB: t.maxRssKiB / 1024,
-    serverRssMiB: srv.maxRssKiB / 1024,
+    ...processCost(t, srv),
     extra: '',
     ok: filesEqualSync(src, dst),
   });
@@ -505,10 +511,7 @@ async function runCat(link: Link, src: string, dst: string): Promise<void> {
     wallS: t.wallS,
     wireBytes: proxied ?? statSync(dst).size,
     wireNote: proxied !== undefined ? 'TCP payload (proxy)' : 'payload (file size)',
-    clientCpuS: t.userS + t.sysS,
-    serverCpuS: srv.userS + srv.sysS,
-    clientRssMiB: t.maxRssKiB / 1024,
-    serverRssMiB: srv.maxRssKiB / 1024,
+    ...processCost(t, srv),
     extra: '',
     ok: filesEqualSync(src, dst),
   });
@@ -726,10 +729,7 @@ async function restoreScenario(link: Link, dir: string, backups: string, src: st
     wallS: r.durationMs / 1000,
     wireBytes: proxied ?? r.bytesOnWire,
     wireNote: proxied !== undefined ? 'TCP payload (proxy)' : 'TCP payload',
-    clientCpuS: t.userS + t.sysS,
-    serverCpuS: srv.userS + srv.sysS,
-    clientRssMiB: t.maxRssKiB / 1024,
-    serverRssMiB: srv.maxRssKiB / 1024,
+    ...processCost(t, srv),
     extra:
       `process wall ${t.wallS.toFixed(2)} s; ${r.stripes} stripe(s), compression ${r.compression}; connect/write/verify ` +
       `${[r.phasesMs.connect, r.phasesMs.write, r.phasesMs.verify].map((ms) => (ms / 1000).toFixed(2)).join('/')} s; ` +
@@ -762,10 +762,7 @@ async function restoreScenario(link: Link, dir: string, backups: string, src: st
     wallS: dd.wallS,
     wireBytes: ddWire ?? SIZE,
     wireNote: ddWire !== undefined ? 'TCP payload (proxy)' : 'payload (image size)',
-    clientCpuS: dd.userS + dd.sysS,
-    serverCpuS: ddSrv.userS + ddSrv.sysS,
-    clientRssMiB: dd.maxRssKiB / 1024,
-    serverRssMiB: ddSrv.maxRssKiB / 1024,
+    ...processCost(dd, ddSrv),
     extra: '',
     ok: filesEqualSync(src, raw),
   });
