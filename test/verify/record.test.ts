@@ -48,6 +48,16 @@ describe('recorded checks', () => {
     );
   });
 
+  it('keeps every verdict of checks that end at the same time', async () => {
+    const backups = await store('race');
+    const ats = Array.from({ length: 12 }, (_, i) => `2026-12-02T12:01:${String(i).padStart(2, '0')}.000Z`);
+    await Promise.all(ats.map((at) => recordVersionCheck(backups, 'vol1', id, { kind: 'fsck', at, ok: true })));
+    const checks = JSON.parse(await readFile(`${versionPath(backups, 'vol1', id)}.checks.json`, 'utf8')) as {
+      at: string;
+    }[];
+    assert.deepEqual(checks.map((c) => c.at).sort(), ats, 'none lost to a concurrent read-modify-write');
+  });
+
   it('leaves nothing behind for a version removed meanwhile', async () => {
     const backups = await store('gone');
     await unlink(versionPath(backups, 'vol1', id));
