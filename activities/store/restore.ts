@@ -190,32 +190,44 @@ export async function restoreVersion(
   try {
     await out.truncate(sizeBytes);
     const holes: HoleRange[] = [];
+    // Zero blocks are holes already (a sparse copy) or compared like any other (a clone): only the clone reads them.
+    const todo: number[] = [];
+    for (let i = 0; i < blockCount; i++) {
+      if (!result.reflinked && reader.source(i) === 'zero') result.zeroBlocks++;
+      else todo.push(i);
+    }
     let next = 0;
-    let done = 0;
+    let done = result.zeroBlocks;
+    if (done > 0) options.onProgress?.({ blocksDone: done, blockCount });
     let failed = false;
+    const flusher = new BackgroundFlush(out);
     const worker = async () => {
       const buf = Buffer.allocUnsafe(blockSize);
       const cloned = Buffer.allocUnsafe(blockSize);
-      while (next < blockCount && !failed) {
+      while (next < todo.length && !failed) {
         options.signal?.throwIfAborted();
-        const b = await reader.read(next++, buf);
+        const b = await reader.read(todo[next++]!, buf);
         if (b.source === 'zero') result.zeroBlocks++;
         else if (b.source === 'image') result.blocksFromImage++;
         else result.blocksFromChunks++;
         const offset = b.index * blockSize;
+        let wrote = 0;
         if (result.reflinked) {
           // The clone holds the image's block: rewrite it only where the version differs.
           const there = await readFully(out, b.data.length, offset, cloned);
           if (!there.equals(b.data)) {
             if (b.source === 'zero') holes.push({ offset, length: b.data.length });
             else {
-              result.bytesWritten += b.data.length;
               await writeAll(out, b.data, offset);
+              wrote = b.data.length;
             }
           }
         } else if (b.source !== 'zero') {
-          result.bytesWritten += await writeSparse(out, b.data, offset);
+          wrote = await writeSparse(out, b.data, offset);
         }
+        // Added after the await: `x += await f()` would read x before the wait and lose the other workers' updates.
+        result.bytesWritten += wrote;
+        flusher.wrote(wrote);
         options.onProgress?.({ blocksDone: ++done, blockCount });
       }
     };
@@ -228,6 +240,7 @@ export async function restoreVersion(
         }),
       ),
     );
+    await flusher.settle();
     const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failure) throw failure.reason;
     if (holes.length > 0) await punchHoles(partial, out, holes);
@@ -244,6 +257,41 @@ export async function restoreVersion(
   await fsyncDir(dirname(toFile));
   return result;
 }
+
+/**
+ * Writes the file back to disk while the restore goes on (a datasync each FLUSH_BYTES written, one at a time), so that
+ * the fsync before the rename has only the tail left instead of every byte at once. Durability still rests on that
+ * final fsync alone.
+ */
+class BackgroundFlush {
+  private unflushed = 0;
+  private flushing: Promise<void> | undefined;
+  private error: unknown;
+
+  constructor(private readonly fh: FileHandle) {}
+
+  wrote(bytes: number): void {
+    this.unflushed += bytes;
+    if (this.flushing || this.unflushed < FLUSH_BYTES) return;
+    this.unflushed = 0;
+    this.flushing = this.fh
+      .datasync()
+      .catch((err: unknown) => {
+        this.error = err;
+      })
+      .finally(() => {
+        this.flushing = undefined;
+      });
+  }
+
+  /** Wait for the flush in flight (never close the descriptor under it); throw what it hit. */
+  async settle(): Promise<void> {
+    await this.flushing;
+    if (this.error !== undefined) throw this.error;
+  }
+}
+
+const FLUSH_BYTES = 32 << 20;
 
 async function writeAll(fh: FileHandle, data: Buffer, offset: number): Promise<void> {
   let off = 0;

@@ -3,6 +3,8 @@
 // this machine's kernel has no netem; traffic never leaves 127.0.0.1).
 //
 //   npm run bench -- [--size 2G] [--links loopback,wan100,wan1g] [--no-sweep] [--out test/bench/RESULTS.md]
+//   npm run bench -- --only-restore [--restore-runs 3] [--links ...] [--out /tmp/restore.md]
+//     (per link: the first sync that makes the version, then only the restore scenario, run N times)
 //
 // Needs rsync, openssh-server, openssh-client, GNU time (apt-get install -y rsync openssh-server
 // openssh-client time).
@@ -33,6 +35,8 @@ function parseSize(s: string): number {
 const SIZE = parseSize(arg('size', '2G'));
 const LINKS = arg('links', 'loopback,wan100,wan1g').split(',').filter(Boolean);
 const SWEEP = !process.argv.includes('--no-sweep');
+const ONLY_RESTORE = process.argv.includes('--only-restore');
+const RESTORE_RUNS = Math.max(1, Number(arg('restore-runs', '1')));
 // The droplet end of dosvob's runs: OpenSSH's sshd (what a droplet runs, and what rsync and cat get here), or the
 // test suite's ssh2 server (a Node process: on this 2-core machine its CPU competes with everything else).
 const OUR_SERVER = arg('server', 'sshd');
@@ -565,6 +569,11 @@ async function benchLink(key: string): Promise<void> {
         ? `; sending at ${mbit(first.sendRateBytesPerSec)} Mbit/s = ${(((first.sendRateBytesPerSec * 8) / (link.rateMbit * 1e6)) * 100).toFixed(0)}% of the link`
         : ''),
   );
+  if (ONLY_RESTORE) {
+    for (let n = 0; n < RESTORE_RUNS; n++) await restoreScenario(link, dir, backups, src, first);
+    rmSync(dir, { recursive: true, force: true });
+    return;
+  }
   if (key === 'wan1g') {
     log('first sync: dosvob, 1 stripe');
     const b1 = join(dir, 'backups-1stripe');
