@@ -156,3 +156,49 @@ function runPunchBatch(path: string, batch: HoleRange[]): Promise<boolean> {
     child.on('close', (code) => resolve(code === 0));
   });
 }
+
+/**
+ * Writes a file back to disk while it is still being written (a datasync each `everyBytes`, one at a time), so that
+ * the fsync that makes it durable has only the tail left instead of every byte at once. Durability still rests on that
+ * final fsync alone; an error here is kept and thrown by `settle()`, since it means the file cannot be trusted.
+ */
+export class BackgroundFlush {
+  private unflushed = 0;
+  private flushing: Promise<void> | undefined;
+  private error: unknown;
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly everyBytes: number,
+  ) {}
+
+  wrote(bytes: number): void {
+    this.unflushed += bytes;
+    if (this.flushing || this.unflushed < this.everyBytes) return;
+    this.unflushed = 0;
+    this.flushing = this.fh
+      .datasync()
+      .catch((err: unknown) => {
+        this.error = err;
+      })
+      .finally(() => {
+        this.flushing = undefined;
+      });
+  }
+
+  /** Wait for the flush in flight and throw what it hit; what follows (a full fsync) covers everything written. */
+  async settle(): Promise<void> {
+    await this.flushing;
+    this.unflushed = 0;
+    if (this.error !== undefined) {
+      const err = this.error;
+      this.error = undefined;
+      throw err;
+    }
+  }
+
+  /** Wait for the flush in flight without judging it: the descriptor must never be closed under a datasync. */
+  async drained(): Promise<void> {
+    await this.flushing;
+  }
+}

@@ -11,7 +11,15 @@ import { copyFile, open, rename, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path';
 import { isErrno, ManifestDamagedError, rethrowDiskFull } from './errors.js';
 import { readChunk } from './chunks.js';
-import { fsyncDir, punchHoles, readFully, unlinkIfExists, writeSparse, type HoleRange } from './fsutil.js';
+import {
+  BackgroundFlush,
+  fsyncDir,
+  punchHoles,
+  readFully,
+  unlinkIfExists,
+  writeSparse,
+  type HoleRange,
+} from './fsutil.js';
 import { storePaths } from './layout.js';
 import { blockLength, hashAt, readManifest, zeroHash, type Manifest } from './manifest.js';
 import { VersionDamagedError } from './errors.js';
@@ -200,7 +208,7 @@ export async function restoreVersion(
     let done = result.zeroBlocks;
     if (done > 0) options.onProgress?.({ blocksDone: done, blockCount });
     let failed = false;
-    const flusher = new BackgroundFlush(out);
+    const flusher = new BackgroundFlush(out, FLUSH_BYTES);
     const worker = async () => {
       const buf = Buffer.allocUnsafe(blockSize);
       const cloned = Buffer.allocUnsafe(blockSize);
@@ -240,9 +248,11 @@ export async function restoreVersion(
         }),
       ),
     );
-    await flusher.settle();
+    // A worker's failure says more than the flush's (which is then likely the same disk error).
+    await flusher.drained();
     const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failure) throw failure.reason;
+    await flusher.settle();
     if (holes.length > 0) await punchHoles(partial, out, holes);
     await out.sync();
   } catch (err) {
@@ -258,39 +268,7 @@ export async function restoreVersion(
   return result;
 }
 
-/**
- * Writes the file back to disk while the restore goes on (a datasync each FLUSH_BYTES written, one at a time), so that
- * the fsync before the rename has only the tail left instead of every byte at once. Durability still rests on that
- * final fsync alone.
- */
-class BackgroundFlush {
-  private unflushed = 0;
-  private flushing: Promise<void> | undefined;
-  private error: unknown;
-
-  constructor(private readonly fh: FileHandle) {}
-
-  wrote(bytes: number): void {
-    this.unflushed += bytes;
-    if (this.flushing || this.unflushed < FLUSH_BYTES) return;
-    this.unflushed = 0;
-    this.flushing = this.fh
-      .datasync()
-      .catch((err: unknown) => {
-        this.error = err;
-      })
-      .finally(() => {
-        this.flushing = undefined;
-      });
-  }
-
-  /** Wait for the flush in flight (never close the descriptor under it); throw what it hit. */
-  async settle(): Promise<void> {
-    await this.flushing;
-    if (this.error !== undefined) throw this.error;
-  }
-}
-
+/** A datasync each this many bytes written (BackgroundFlush), so the final fsync has only the tail left. */
 const FLUSH_BYTES = 32 << 20;
 
 async function writeAll(fh: FileHandle, data: Buffer, offset: number): Promise<void> {

@@ -16,7 +16,7 @@ import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { STORE_FORMAT_VERSION } from './layout.js';
 import { HASH_LEN } from './manifest.js';
-import { readFully, writeFileAtomic, writeFully } from './fsutil.js';
+import { BackgroundFlush, readFully, writeFileAtomic, writeFully } from './fsutil.js';
 import { StoreFormatError } from './errors.js';
 
 export type StagingMode = 'inline' | 'direct';
@@ -140,15 +140,15 @@ const BACKGROUND_FLUSH_BYTES = 8 << 20;
 
 /** Appends records to one stripe's log. */
 export class StripeLogWriter {
-  private unflushed = 0;
-  private flushing: Promise<void> | undefined;
-  private flushError: unknown;
+  private readonly flush: BackgroundFlush;
 
   private constructor(
     private readonly fh: FileHandle,
     private position: number,
     readonly mode: StagingMode,
-  ) {}
+  ) {
+    this.flush = new BackgroundFlush(fh, BACKGROUND_FLUSH_BYTES);
+  }
 
   static async create(path: string, stagingId: string, stripe: number, mode: StagingMode): Promise<StripeLogWriter> {
     const fh = await open(path, 'w');
@@ -194,38 +194,13 @@ export class StripeLogWriter {
   }
 
   async sync(): Promise<void> {
-    await this.settleFlush();
-    this.unflushed = 0;
+    await this.flush.settle();
     await this.fh.sync();
   }
 
   async close(): Promise<void> {
-    // Never close the descriptor under a datasync still running in the thread pool.
-    await this.flushing;
+    await this.flush.drained();
     await this.fh.close();
-  }
-
-  /** Wait for a background flush and surface its error (an I/O error there means the log cannot be trusted). */
-  private async settleFlush(): Promise<void> {
-    await this.flushing;
-    if (this.flushError !== undefined) {
-      const err = this.flushError;
-      this.flushError = undefined;
-      throw err;
-    }
-  }
-
-  private flushInBackground(): void {
-    if (this.flushing || this.unflushed < BACKGROUND_FLUSH_BYTES) return;
-    this.unflushed = 0;
-    this.flushing = this.fh
-      .datasync()
-      .catch((err: unknown) => {
-        this.flushError = err;
-      })
-      .finally(() => {
-        this.flushing = undefined;
-      });
   }
 
   private async append(bufs: Buffer[]): Promise<void> {
@@ -247,8 +222,7 @@ export class StripeLogWriter {
       }
     }
     this.position += total;
-    this.unflushed += total;
-    this.flushInBackground();
+    this.flush.wrote(total);
   }
 }
 
