@@ -1,6 +1,6 @@
 // How the CLI reports failures: one clear line and an exit code (0 ok, 1 a volume failed, 2 bad input).
 import { ActivityFailure, ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
-import { ConfigError } from '../common/config';
+import { ConfigError } from '../common/config-error';
 
 export const ExitCode = { ok: 0, volumeFailed: 1, badInput: 2 } as const;
 

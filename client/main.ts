@@ -3,7 +3,8 @@
 // or something outside failed) or 2 (bad input or configuration). Read commands take --json.
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import type { Writable } from 'node:stream';
-import { ConfigError, loadConfig, type Config } from '../common/config';
+import type { Config } from '../common/config';
+import { ConfigError } from '../common/config-error';
 import type { BackupInput } from '../workflows/types';
 import type { WorkerRole } from '../worker/worker';
 import type { ScheduleAction } from './commands/schedule';
@@ -15,6 +16,8 @@ import type { OpenSession, OpenSessionOptions } from './session';
 // so `dosvob --help` starts at once (lazy.ts).
 /* eslint-disable @typescript-eslint/no-require-imports -- see lazy.ts: import() does not resolve under tsx's hook */
 const worker = () => require('../worker/worker') as typeof import('../worker/worker');
+// The config's schema loads zod: only commands that read conf.json pay for it (`dosvob status` does not).
+const loadConfig = lazy(() => require('../common/config') as typeof import('../common/config'), 'loadConfig');
 const errors = () => require('./errors') as typeof import('./errors');
 const sessions = () => require('./session') as typeof import('./session');
 const prunes = () => require('./commands/prune') as typeof import('./commands/prune');

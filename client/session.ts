@@ -4,7 +4,6 @@
 import type { Client, Connection } from '@temporalio/client';
 import type { WorkerOptions } from '@temporalio/worker';
 import type { Config } from '../common/config';
-import { createWorkers, installLogger, runWorkers } from '../worker/worker';
 import type { BackupInput } from '../workflows/types';
 import { connectTemporal, usesExternalCluster } from './connect';
 import { runIdsFromEnv, type RunIds } from './ids';
@@ -57,6 +56,11 @@ export async function openSession(options: OpenSessionOptions = {}): Promise<Ope
   let workers: Promise<void> | undefined;
   try {
     if (options.workersFor && !usesExternalCluster(options.env)) {
+      // Loaded only when workers run here (the embedded mode): against a cluster, `dosvob status` never loads the
+      // worker, its activities, ssh2 or the DigitalOcean client (see lazy.ts for why require()).
+      const { createWorkers, installLogger, runWorkers } =
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        require('../worker/worker') as typeof import('../worker/worker');
       installLogger();
       const created = await createWorkers({
         connection: await temporal.nativeConnection(),

@@ -10,6 +10,7 @@ import type { RetentionPolicy } from './retention';
 import { resolveRetentionPolicy, retentionConfigShape } from './retention-config';
 import { DEFAULT_STORE_TASK_QUEUE } from './task-queues';
 import { hooksConfigShape, resolveHooks, type HookConfig } from './hooks-config';
+import { ConfigError } from './config-error';
 
 export const DEFAULT_API_URL = 'https://api.digitalocean.com';
 export const TOKEN_HELP = 'create a token at https://cloud.digitalocean.com/account/api/tokens';
@@ -101,10 +102,7 @@ export interface Config {
   readonly sourcePath: string | undefined;
 }
 
-/** A user mistake in configuration: reported as one clear message, exit code 2. */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
+export { ConfigError };
 
 function formatIssues(file: string, error: z.ZodError): string {
   const lines = error.issues.map((issue) => {

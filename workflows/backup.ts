@@ -30,6 +30,7 @@ import { DOSVOB_OUTCOME, DOSVOB_VOLUMES, type Outcome } from '../common/search-a
 import { BACKUP_WORKFLOW_ID } from '../common/task-queues';
 import { apiActivities, EphemeralResources, type ReadyDroplet } from './ephemeral';
 import { progressQuery } from './queries';
+import { Slots } from './slots';
 import { cappedKeywordList, formatBytes, limitConcurrency, reason } from './util';
 import { backupOneVolume, storeActivities, type VolumeBackupContext } from './volume-backup';
 import { backupVolumeWorkflow, dropletReadySignal } from './volume-child';
@@ -61,6 +62,12 @@ const PRUNE_AFTER_RUN = 'prune-after-run';
 const LARGEST_FIRST = 'largest-first';
 /** VOLUME_CHILDREN: a run of more than `volumesPerHistory` volumes backs each one up in a child workflow. */
 const VOLUME_CHILDREN = 'volume-children';
+/**
+ * PIPELINED_VOLUMES: `concurrency` volumes are attached and transferring at once, and as many more are snapshotted
+ * and copied meanwhile, so a slot that frees finds its next volume ready to attach; a droplet's attaches and
+ * detaches go one at a time, as DigitalOcean runs them (inline runs only: children keep their own shape).
+ */
+const PIPELINED_VOLUMES = 'pipelined-volumes';
 /** Inline, a volume adds about 40 events to the run's history: 40 volumes stay near 1,700, well inside the limits. */
 export const DEFAULT_VOLUMES_PER_HISTORY = 40;
 
@@ -252,7 +259,18 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       order.sort((a, b) => (volumes[b]?.sizeGigabytes ?? 0) - (volumes[a]?.sizeGigabytes ?? 0));
     const inChildren =
       volumes.length > (input.volumesPerHistory ?? DEFAULT_VOLUMES_PER_HISTORY) && patched(VOLUME_CHILDREN);
-    await limitConcurrency(settings.concurrency, order, async (index) => {
+    let inFlight = settings.concurrency;
+    if (!inChildren && patched(PIPELINED_VOLUMES)) {
+      const actionQueues = new Map<string, Slots>();
+      volumeContext.attachSlots = new Slots(settings.concurrency);
+      volumeContext.dropletActions = (dropletId) => {
+        let queue = actionQueues.get(dropletId);
+        if (!queue) actionQueues.set(dropletId, (queue = new Slots(1)));
+        return queue;
+      };
+      inFlight = 2 * settings.concurrency;
+    }
+    await limitConcurrency(inFlight, order, async (index) => {
       const volume = volumes[index] as SourceVolume;
       const p = progress.volumes[index] as VolumeProgress;
       const outcome = inChildren

@@ -6,7 +6,7 @@ import type { DigitalOceanActivities, DropletReady, ResourceRef } from '../activ
 import type { SettingsActivities } from '../activities/settings';
 import { names } from '../common/names';
 import { ms, retryPolicy } from './activity-options';
-import { deleteInOrder } from './deletion';
+import { deleteInOrder, type DeletionOutcome } from './deletion';
 import { Ledger } from './ledger';
 import type { Timings } from './types';
 import { reason } from './util';
@@ -159,7 +159,7 @@ export class EphemeralResources {
         { run, runId, region, size: this.o.dropletSize, image: this.o.dropletImage, sshKeyId },
       ]),
     );
-    this.ledger.created(ref, created.dropletId);
+    this.ledger.created(ref, created.dropletId, undefined, created.requestedAtMs);
     const ready = await this.o.proxies.droplet.waitForDroplet.executeWithOptions(
       { summary: `wait for droplet ${created.name}` },
       [{ runId, dropletId: created.dropletId, pollIntervalMs: t.pollIntervalMs }],
@@ -167,9 +167,9 @@ export class EphemeralResources {
     return { dropletId: created.dropletId, ready };
   }
 
-  /** Returns the references that are gone (deleted or never created); records what it deleted in `into`. */
-  async deleteInOrder(refs: readonly ResourceRef[], into: string[]): Promise<ResourceRef[]> {
-    return (await deleteInOrder(this.o.proxies.cleanup, refs, into)).gone;
+  /** Deletes `refs` (deletion.ts); records what it deleted in `into`. */
+  async deleteInOrder(refs: readonly ResourceRef[], into: string[]): Promise<DeletionOutcome> {
+    return deleteInOrder(this.o.proxies.cleanup, refs, into);
   }
 
   /**
@@ -194,7 +194,7 @@ export class EphemeralResources {
         log.warn('detach failed during cleanup', { error: reason(err) });
       }
     }
-    const gone = await this.deleteInOrder(ledger.live(), this.o.deleted);
-    for (const ref of gone) ledger.deleted(ref, Date.now());
+    const { gone, goneAt } = await this.deleteInOrder(ledger.live(), this.o.deleted);
+    gone.forEach((ref, i) => ledger.deleted(ref, goneAt[i] ?? Date.now()));
   }
 }

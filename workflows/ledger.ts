@@ -60,11 +60,16 @@ export class Ledger {
     return this.entries.length - 1;
   }
 
-  /** `sizeGib`: what it is billed by, when only the create's answer says (a snapshot's stored size). */
-  created(key: LedgerKey, id: string, sizeGib?: number): void {
+  /**
+   * `sizeGib`: what it is billed by, when only the create's answer says (a snapshot's stored size). `requestedAtMs`:
+   * when the activity sent the create, which is when billing starts; without it, the time of `record()` stands (a
+   * little early: it includes the activity's scheduling).
+   */
+  created(key: LedgerKey, id: string, sizeGib?: number, requestedAtMs?: number): void {
     const entry = this.entry(key);
     entry.ref.id = id;
     if (sizeGib !== undefined) entry.sizeGib = sizeGib;
+    if (requestedAtMs !== undefined && requestedAtMs >= entry.createdAt) entry.createdAt = requestedAtMs;
   }
 
   deleted(key: LedgerKey | ResourceRef, at: number): void {

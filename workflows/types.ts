@@ -74,6 +74,8 @@ export type VolumeStep =
   | 'thaw'
   | 'snapshot'
   | 'copy'
+  // Snapshotted and copied ahead (backup.ts, PIPELINED_VOLUMES): waiting for a volume being transferred to detach.
+  | 'waiting to attach'
   | 'attach'
   | 'transfer'
   | 'detach'

@@ -7,11 +7,12 @@ import type { RunSettings } from '../activities/settings';
 import type { TransferActivities } from '../activities/transfer/activity';
 import { devicePath, names } from '../common/names';
 import { ms, retryPolicy } from './activity-options';
-import { describeRef } from './deletion';
+import { deletionOf, describeRef } from './deletion';
 import type { ApiActivities, ReadyDroplet, SshTarget } from './ephemeral';
 import { FREEZE_HOOKS, hookForVolume, withFreeze } from './freeze';
 import { FSCK_AFTER_TRANSFER, fsckAfterTransfer, wantsFsck } from './fsck-step';
 import type { Attachment, Ledger, LedgerKey } from './ledger';
+import type { Slots } from './slots';
 import { transferBudgetMs } from './transfer-budget';
 import type { Timings, VolumeOutcome, VolumeProgress, VolumeStep } from './types';
 import { formatBytes, reason } from './util';
@@ -49,6 +50,21 @@ export interface VolumeBackupContext {
   deleted: string[];
   /** The volume's progress entry changed (a step): the run shows it. */
   onChange: () => void;
+  /**
+   * PIPELINED_VOLUMES (backup.ts): a volume holds one of these from its attach to its detach, so its snapshot and copy
+   * are made beforehand, while other volumes transfer. Absent: the run's concurrency alone paces the volumes.
+   */
+  attachSlots?: Slots;
+  /**
+   * PIPELINED_VOLUMES: the queue of a droplet's actions. DigitalOcean runs one action at a time per droplet; asking
+   * while one is pending only earns a 422 and a request spent, so attaches and detaches wait their turn here.
+   */
+  dropletActions?: (dropletId: string) => Slots;
+}
+
+/** `act` in its droplet's action queue, when the run has one. */
+function inTurn<T>(ctx: VolumeBackupContext, dropletId: string, act: () => Promise<T>): Promise<T> {
+  return ctx.dropletActions ? ctx.dropletActions(dropletId).using(act) : act();
 }
 
 /** What one volume's backup has created, as ledger entries. */
@@ -85,6 +101,7 @@ export async function backupOneVolume(
   };
   // What this volume has made so far, for its own cleanup if it fails.
   const made: VolumeResources = {};
+  let releaseSlot: (() => void) | undefined;
   try {
     step('snapshot');
     const snapRef = ledger.record({ kind: 'snapshot', name: names.snapshot(run, volume.name) }, volume.sizeGigabytes);
@@ -101,7 +118,7 @@ export async function backupOneVolume(
     const { value: snap, consistency } = await withFreeze(hook, freezeContext, createSnapshot);
     if (consistency) Object.assign(outcome, { frozen: (p.frozen = consistency.frozen), consistency: consistency.note });
     // Billed by the data it holds; an answer without that size keeps the volume's (an upper bound).
-    ledger.created(snapRef, snap.snapshotId, snap.storedGigabytes || undefined);
+    ledger.created(snapRef, snap.snapshotId, snap.storedGigabytes || undefined, snap.requestedAtMs);
 
     step('copy');
     const copyRef = ledger.record(
@@ -120,16 +137,22 @@ export async function backupOneVolume(
         },
       ]),
     );
-    ledger.created(copyRef, copy.volumeId);
+    ledger.created(copyRef, copy.volumeId, undefined, copy.requestedAtMs);
 
+    if (ctx.attachSlots) {
+      step('waiting to attach');
+      releaseSlot = await ctx.attachSlots.acquire();
+    }
     const target = await ctx.droplet(volume.region);
     step('attach');
     const attachment = { volumeId: copy.volumeId, dropletId: target.dropletId, region: volume.region };
     ledger.attach(attachment);
     made.attachment = attachment;
-    await api.attachVolume.executeWithOptions({ summary: `attach copy of ${volume.name}` }, [
-      { ...attachment, pollIntervalMs: t.pollIntervalMs },
-    ]);
+    await inTurn(ctx, target.dropletId, () =>
+      api.attachVolume.executeWithOptions({ summary: `attach copy of ${volume.name}` }, [
+        { ...attachment, pollIntervalMs: t.pollIntervalMs },
+      ]),
+    );
 
     step('transfer');
     const sizeBytes = snap.sizeGigabytes * 2 ** 30;
@@ -164,23 +187,26 @@ export async function backupOneVolume(
     p.version = transferred.versionId;
 
     step('detach');
-    await api.detachVolume.executeWithOptions({ summary: `detach copy of ${volume.name}` }, [
-      { ...attachment, pollIntervalMs: t.pollIntervalMs },
-    ]);
+    await inTurn(ctx, target.dropletId, () =>
+      api.detachVolume.executeWithOptions({ summary: `detach copy of ${volume.name}` }, [
+        { ...attachment, pollIntervalMs: t.pollIntervalMs },
+      ]),
+    );
     ledger.detached(attachment);
+    releaseSlot?.();
 
     step('delete copy');
-    await cleanup.deleteResource.executeWithOptions({ summary: `delete copy of ${volume.name}` }, [
+    const copyGone = await cleanup.deleteResource.executeWithOptions({ summary: `delete copy of ${volume.name}` }, [
       ledger.ref(copyRef),
     ]);
-    ledger.deleted(copyRef, Date.now());
+    ledger.deleted(copyRef, deletionOf(copyGone, Date.now()).answeredAtMs);
     deleted.push(describeRef(ledger.ref(copyRef)));
 
     step('delete snapshot');
-    await cleanup.deleteResource.executeWithOptions({ summary: `delete snapshot of ${volume.name}` }, [
+    const snapGone = await cleanup.deleteResource.executeWithOptions({ summary: `delete snapshot of ${volume.name}` }, [
       ledger.ref(snapRef),
     ]);
-    ledger.deleted(snapRef, Date.now());
+    ledger.deleted(snapRef, deletionOf(snapGone, Date.now()).answeredAtMs);
     deleted.push(describeRef(ledger.ref(snapRef)));
 
     // After the copy and snapshot are gone (they cost while the checker runs); a failed check fails nothing.
@@ -196,6 +222,8 @@ export async function backupOneVolume(
     log.warn('volume failed; continuing with the others', { volume: volume.name, error: outcome.error });
     // Non-cancellable: once started, a cancel of the run waits for it rather than leaving half of it to teardown.
     if (patched(RELEASE_FAILED_VOLUME)) await CancellationScope.nonCancellable(() => releaseVolume(ctx, volume, made));
+  } finally {
+    releaseSlot?.();
   }
   outcome.durationMs = Date.now() - started;
   return outcome;
@@ -208,23 +236,28 @@ export async function backupOneVolume(
 async function releaseVolume(ctx: VolumeBackupContext, volume: SourceVolume, made: VolumeResources): Promise<void> {
   const { timings: t, ledger, cleanup, deleted } = ctx;
   try {
-    if (made.attachment) {
-      await cleanup.detachVolume.executeWithOptions({ summary: `detach copy of failed ${volume.name}` }, [
-        { ...made.attachment, pollIntervalMs: t.pollIntervalMs },
-      ]);
-      ledger.detached(made.attachment);
+    const attachment = made.attachment;
+    if (attachment) {
+      await inTurn(ctx, attachment.dropletId, () =>
+        cleanup.detachVolume.executeWithOptions({ summary: `detach copy of failed ${volume.name}` }, [
+          { ...attachment, pollIntervalMs: t.pollIntervalMs },
+        ]),
+      );
+      ledger.detached(attachment);
     }
     for (const [key, what] of [
       [made.copyRef, 'copy'],
       [made.snapRef, 'snapshot'],
     ] as const) {
       if (key === undefined) continue;
-      const outcome = await cleanup.deleteResource.executeWithOptions(
-        { summary: `delete ${what} of failed ${volume.name}` },
-        [ledger.ref(key)],
+      const gone = deletionOf(
+        await cleanup.deleteResource.executeWithOptions({ summary: `delete ${what} of failed ${volume.name}` }, [
+          ledger.ref(key),
+        ]),
+        Date.now(),
       );
-      ledger.deleted(key, Date.now());
-      if (outcome === 'deleted') deleted.push(describeRef(ledger.ref(key)));
+      ledger.deleted(key, gone.answeredAtMs);
+      if (gone.outcome === 'deleted') deleted.push(describeRef(ledger.ref(key)));
     }
   } catch (err) {
     log.warn('could not clean up a failed volume; the run will at its end', {

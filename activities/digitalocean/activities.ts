@@ -48,7 +48,21 @@ export interface ResourceRef {
   id?: string;
 }
 
-export interface SnapshotInfo {
+/**
+ * When a create's request went out, by the worker's clock: a resource is billed from then, and the workflow's own
+ * clock would add the activity's scheduling and the name look-up before it. Absent when an earlier attempt made it.
+ */
+export interface RequestedAt {
+  requestedAtMs?: number;
+}
+
+/** What a delete did, and when DigitalOcean answered it (the worker's clock): where the resource's billing ends. */
+export interface Deletion {
+  outcome: 'deleted' | 'absent';
+  answeredAtMs: number;
+}
+
+export interface SnapshotInfo extends RequestedAt {
   snapshotId: string;
   createdAt: string;
   /** The volume size it restores to (`min_disk_size`): what a volume made from it has. */
@@ -159,6 +173,36 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       }
       heartbeat({ actionId, status });
       await sleep(pollIntervalMs);
+    }
+  }
+
+  /** Delete by id, or by the deterministic name when the id was never learned; 404 is done. */
+  async function deleteByKind(ref: ResourceRef): Promise<Deletion['outcome']> {
+    const what = `deleting ${ref.kind.replace('_', ' ')} ${ref.name}`;
+    switch (ref.kind) {
+      case 'droplet': {
+        const id = ref.id ?? (await call(what, () => findDroplet(ref.name)))?.id;
+        if (id === undefined) return 'absent';
+        return callIgnoringNotFound(what, () => api.droplet.deleteDroplet({ droplet_id: Number(id) }));
+      }
+      case 'volume': {
+        // 409 while still attached (a droplet's deletion detaches it a moment later): retried.
+        if (ref.id) return callIgnoringNotFound(what, () => api.volume.deleteVolume({ volume_id: ref.id ?? '' }));
+        if (!ref.region) return 'absent';
+        return callIgnoringNotFound(what, () =>
+          api.volume.deleteVolumeByName({ volume_name: ref.name, region: ref.region ?? '' }),
+        );
+      }
+      case 'snapshot': {
+        const id = ref.id ?? (await call(what, () => listVolumeSnapshots(api))).find((s) => s.name === ref.name)?.id;
+        if (id === undefined) return 'absent';
+        return callIgnoringNotFound(what, () => api.snapshot.deleteSnapshot({ snapshot_id: String(id) }));
+      }
+      case 'ssh_key': {
+        const id = ref.id ?? (await call(what, () => listSshKeys(api))).find((k) => k.name === ref.name)?.id;
+        if (id === undefined) return 'absent';
+        return callIgnoringNotFound(what, () => api.sshKey.destroySshKey({ ssh_key_id: String(id) }));
+      }
     }
   }
 
@@ -273,11 +317,12 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       size: string;
       image: string;
       sshKeyId: string;
-    }): Promise<{ dropletId: string; name: string }> {
+    }): Promise<{ dropletId: string; name: string } & RequestedAt> {
       const name = names.droplet(input.run, input.region);
       const existing = await call('looking up the run droplet', () => findDroplet(name));
       if (existing) return { dropletId: String(existing.id), name };
       const hostKey = deriveRunKey(deps.keySecret, input.runId, 'host');
+      const requestedAtMs = Date.now();
       const { data } = await call(`creating droplet ${name}`, () =>
         api.droplet.createDroplet({
           name,
@@ -291,7 +336,7 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
           ipv6: false,
         }),
       );
-      return { dropletId: String(data.droplet.id), name };
+      return { dropletId: String(data.droplet.id), name, requestedAtMs };
     },
 
     /** Wait until the droplet is active and answers SSH with exactly the run's host key. */
@@ -341,11 +386,13 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
         }
         throw err;
       });
+      const requestedAtMs = existing ? undefined : Date.now();
       const snap =
         existing ??
         (await call(what, () => api.volume.createVolumeSnapshot({ volume_id: input.volumeId, name, tags: runTags })))
           .data.snapshot;
       return {
+        ...(requestedAtMs === undefined ? {} : { requestedAtMs }),
         snapshotId: String(snap.id),
         createdAt: snap.created_at,
         sizeGigabytes: snap.min_disk_size,
@@ -360,10 +407,11 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       region: string;
       snapshotId: string;
       sizeGigabytes: number;
-    }): Promise<{ volumeId: string; name: string }> {
+    }): Promise<{ volumeId: string; name: string } & RequestedAt> {
       const name = names.copyVolume(input.run, input.volumeName);
       const existing = await call('looking up the copy volume', () => findVolume(name, input.region));
       if (existing) return { volumeId: existing.id, name };
+      const requestedAtMs = Date.now();
       // No filesystem_type: nothing on the droplet may mount or touch the copy.
       const { data } = await call(`creating volume ${name}`, () =>
         api.volume.createVolume({
@@ -375,7 +423,7 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
           description: `dosvob: temporary copy of ${input.volumeName}`,
         }),
       );
-      return { volumeId: data.volume.id, name };
+      return { volumeId: data.volume.id, name, requestedAtMs };
     },
 
     async attachVolume(input: {
@@ -433,33 +481,9 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
     },
 
     /** Delete a resource of this run by id, or by its deterministic name when the id was never learned. */
-    async deleteResource(ref: ResourceRef): Promise<'deleted' | 'absent'> {
-      const what = `deleting ${ref.kind.replace('_', ' ')} ${ref.name}`;
-      switch (ref.kind) {
-        case 'droplet': {
-          const id = ref.id ?? (await call(what, () => findDroplet(ref.name)))?.id;
-          if (id === undefined) return 'absent';
-          return callIgnoringNotFound(what, () => api.droplet.deleteDroplet({ droplet_id: Number(id) }));
-        }
-        case 'volume': {
-          // 409 while still attached (a droplet's deletion detaches it a moment later): retried.
-          if (ref.id) return callIgnoringNotFound(what, () => api.volume.deleteVolume({ volume_id: ref.id ?? '' }));
-          if (!ref.region) return 'absent';
-          return callIgnoringNotFound(what, () =>
-            api.volume.deleteVolumeByName({ volume_name: ref.name, region: ref.region ?? '' }),
-          );
-        }
-        case 'snapshot': {
-          const id = ref.id ?? (await call(what, () => listVolumeSnapshots(api))).find((s) => s.name === ref.name)?.id;
-          if (id === undefined) return 'absent';
-          return callIgnoringNotFound(what, () => api.snapshot.deleteSnapshot({ snapshot_id: String(id) }));
-        }
-        case 'ssh_key': {
-          const id = ref.id ?? (await call(what, () => listSshKeys(api))).find((k) => k.name === ref.name)?.id;
-          if (id === undefined) return 'absent';
-          return callIgnoringNotFound(what, () => api.sshKey.destroySshKey({ ssh_key_id: String(id) }));
-        }
-      }
+    async deleteResource(ref: ResourceRef): Promise<Deletion> {
+      const outcome = await deleteByKind(ref);
+      return { outcome, answeredAtMs: Date.now() };
     },
   });
 }

@@ -248,6 +248,8 @@ interface RunFigures {
   wallMs: number;
   bound: StepTimes & { boundMs: number };
   dosvobRequests: number;
+  /** dosvob's requests per "METHOD template STATUS", most first: where the requests per volume go. */
+  dosvobEndpoints: [string, number][];
   clients: Record<string, { requests: number; rateLimited: number }>;
   events: number;
   historyBytes: number;
@@ -294,6 +296,12 @@ async function runOnce(
   const spans = activitySpans(history);
   const times = stepTimes(spans, names);
   const clients = h.sim.callsByClient();
+  const endpoints = new Map<string, number>();
+  for (const e of h.sim.callLog) {
+    if (!(e.userAgent ?? '').startsWith('dosvob')) continue;
+    const key = `${e.method} ${e.template ?? e.path} ${e.status}`;
+    endpoints.set(key, (endpoints.get(key) ?? 0) + 1);
+  }
   return {
     label,
     concurrency,
@@ -302,6 +310,7 @@ async function runOnce(
     wallMs,
     bound: { ...times, boundMs: (times.dropletReadyMs + times.transferSumMs + times.setupMedianMs) * 1.1 },
     dosvobRequests: clients.dosvob?.requests ?? 0,
+    dosvobEndpoints: [...endpoints.entries()].sort((a, b) => b[1] - a[1]),
     clients,
     events: history.events?.length ?? 0,
     historyBytes,
@@ -370,6 +379,13 @@ function rowOf(f: RunFigures): string {
   return `| ${f.label} | ${f.concurrency} | ${f.ok ? 'ok' : 'FAILED'} | ${s(f.wallMs)} | ${s(f.bound.boundMs)} | ${(f.wallMs / f.bound.boundMs).toFixed(2)} | ${(f.dosvobRequests / f.volumes).toFixed(1)} | ${limited} | ${f.events} | ${(f.historyBytes / 1024).toFixed(0)} |`;
 }
 
+function requestLines(f: RunFigures): string[] {
+  return [
+    `${f.label}: dosvob's requests per volume by endpoint and status:`,
+    ...f.dosvobEndpoints.map(([k, n]) => `  ${(n / f.volumes).toFixed(2).padStart(6)}  ${k} (${n})`),
+  ];
+}
+
 function costLines(f: RunFigures): string[] {
   const r = f.reported;
   const m = f.simulated;
@@ -415,6 +431,7 @@ async function main(): Promise<void> {
         report(first);
         if (!main) return;
         console.log(first.timeline);
+        requestLines(first).forEach((l) => console.log(l));
         costLines(first).forEach((l) => console.log(l));
         // The next snapshot of a volume may come only 10 minutes (at 1x) after its last, which may have been near the
         // end of the first run.
@@ -426,6 +443,7 @@ async function main(): Promise<void> {
         const second = await runOnce(h, `1 % changed, c=${level}`, level, specs);
         report(second);
         console.log(second.timeline);
+        requestLines(second).forEach((l) => console.log(l));
         costLines(second).forEach((l) => console.log(l));
       });
     }
@@ -477,7 +495,12 @@ async function main(): Promise<void> {
   if (args.out)
     writeFileSync(
       args.out,
-      [...figures.map((f) => f.timeline), ...figures.flatMap(costLines), ...lines].join('\n') + '\n',
+      [
+        ...figures.map((f) => f.timeline),
+        ...figures.flatMap(requestLines),
+        ...figures.flatMap(costLines),
+        ...lines,
+      ].join('\n') + '\n',
     );
 }
 

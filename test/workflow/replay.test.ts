@@ -5,7 +5,7 @@
 // Record them again with
 //   DOSVOB_RECORD_HISTORIES=1 npm test -- test/workflow/backup test/workflow/failed-volume-cleanup \
 //     test/workflow/cancel-mid-create test/workflow/worker-killed-replay test/workflow/restore.test \
-//     test/workflow/freeze-hooks test/workflow/volume-children
+//     test/workflow/freeze-hooks test/workflow/volume-children test/workflow/pipelined
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';

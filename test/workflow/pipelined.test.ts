@@ -1,0 +1,111 @@
+// The pace of a run (workflows/backup.ts, PIPELINED_VOLUMES): the next volumes are snapshotted and copied while
+// others transfer, `concurrency` copies at most are attached at once, and a droplet's attaches and detaches go one at
+// a time, as DigitalOcean runs them, instead of earning a 422 "pending event" each time they collide.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { BackupResult } from '../../workflows/types';
+import type { CallLogEntry } from '../simulator/types';
+import { randomData } from '../support/bytes';
+import { startHarness, type Harness } from '../support/harness';
+import { historyJson, maybeRecordHistory } from '../support/history';
+import { assertNothingLeft } from '../support/run-checks';
+import { sameSparseBytes } from '../support/sparse';
+
+const MiB = 1 << 20;
+
+/** The volume id of an `/v2/volumes/{id}/…` request. */
+const volumeOf = (e: CallLogEntry): string | undefined => /^\/v2\/volumes\/([^/]+)\//.exec(e.path)?.[1];
+const actionType = (e: CallLogEntry): string | undefined =>
+  (e.requestBody as { type?: string } | undefined)?.type ?? undefined;
+const isVolumeAction = (e: CallLogEntry): boolean =>
+  e.method === 'POST' && e.template === '/v2/volumes/{volume_id}/actions';
+
+async function setUp(concurrency: number, sizes: number[]): Promise<{ h: Harness; ids: Map<string, string> }> {
+  // Actions long enough that two on one droplet would overlap if the run asked for them together.
+  const h = await startHarness({ config: { concurrency }, sim: { actionDelayMs: 300 } });
+  const ids = new Map<string, string>();
+  for (const [i, size] of sizes.entries()) {
+    const v = await h.sim.createVolume({ name: `vol-${i}`, region: 'nyc3', sizeGigabytes: size });
+    await h.sim.writeVolume(v.id, i * MiB, randomData(MiB));
+    ids.set(v.name, v.id);
+  }
+  return { h, ids };
+}
+
+async function assertBackedUp(h: Harness, ids: Map<string, string>, result: BackupResult): Promise<void> {
+  assert.equal(result.volumes.length, ids.size);
+  for (const v of result.volumes) {
+    assert.ok(v.ok, `${v.name}: ${v.error}`);
+    const image = path.join(h.backupsDir, `${v.name}.img`);
+    assert.ok(await sameSparseBytes(image, h.sim.volumeFile(ids.get(v.name) ?? '')), `${v.name}.img equals its source`);
+  }
+  assertNothingLeft(h.sim, [...ids.keys()]);
+}
+
+describe('a run paces its volumes as the API allows', () => {
+  describe('four volumes at concurrency 3 on one droplet', () => {
+    let h: Harness;
+    let ids: Map<string, string>;
+    before(async () => ({ h, ids } = await setUp(3, [1, 1, 1, 1])));
+    after(() => h?.close());
+
+    it("asks for one droplet action at a time: no 422 'pending event', one attach and one detach per volume", async () => {
+      const result = await h.run();
+      await assertBackedUp(h, ids, result);
+      const actions = h.sim.callLog.filter(isVolumeAction);
+      const refused = actions.filter((e) => e.status === 422);
+      assert.deepEqual(
+        refused.map((e) => `${actionType(e)} ${volumeOf(e)}: ${JSON.stringify(e.responseBody)}`),
+        [],
+        'no action was asked for while another was pending',
+      );
+      assert.equal(actions.filter((e) => e.status === 202 && actionType(e) === 'attach').length, 4);
+      assert.equal(actions.filter((e) => e.status === 202 && actionType(e) === 'detach').length, 4);
+    });
+  });
+
+  describe('three volumes at concurrency 1', () => {
+    let h: Harness;
+    let ids: Map<string, string>;
+    // Largest first: vol-0 (3 GiB), then vol-1, then vol-2.
+    before(async () => ({ h, ids } = await setUp(1, [3, 2, 1])));
+    after(() => h?.close());
+
+    it('snapshots and copies the next volume while one transfers, and attaches one copy at a time', async () => {
+      const handle = await h.start();
+      const result = (await handle.result()) as BackupResult;
+      await assertBackedUp(h, ids, result);
+      maybeRecordHistory('backup-pipelined', handle.workflowId, await historyJson(handle));
+      const log = h.sim.callLog;
+      const first = (pred: (e: CallLogEntry) => boolean, what: string): number => {
+        const i = log.findIndex(pred);
+        assert.ok(i >= 0, `the log has ${what}`);
+        return i;
+      };
+      const snapshotOf = (name: string) =>
+        first(
+          (e) =>
+            e.method === 'POST' && e.template === '/v2/volumes/{volume_id}/snapshots' && volumeOf(e) === ids.get(name),
+          `vol ${name}'s snapshot`,
+        );
+      const copyOf = (name: string) =>
+        first(
+          (e) =>
+            e.method === 'POST' &&
+            e.template === '/v2/volumes' &&
+            e.status === 201 &&
+            String((e.requestBody as { name?: string }).name).endsWith(`-${name}`),
+          `vol ${name}'s copy`,
+        );
+      // The copies' attaches and detaches, in the order asked: strictly attach, detach, attach, detach, ...
+      const sequence = log.filter((e) => isVolumeAction(e) && e.status === 202).map((e) => actionType(e));
+      assert.deepEqual(sequence, ['attach', 'detach', 'attach', 'detach', 'attach', 'detach']);
+      const firstDetach = first((e) => isVolumeAction(e) && actionType(e) === 'detach', 'a detach');
+      assert.ok(snapshotOf('vol-1') < firstDetach, "vol-1 was snapshotted before vol-0's copy was detached");
+      assert.ok(copyOf('vol-1') < firstDetach, "vol-1's copy was made before vol-0's was detached");
+      // …but not the one after it: one volume is prepared ahead per transfer slot, not the whole account.
+      assert.ok(snapshotOf('vol-2') > firstDetach, 'vol-2 waited for a place among the volumes in flight');
+    });
+  });
+});
