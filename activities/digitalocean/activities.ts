@@ -10,7 +10,7 @@ import type { ISnapshot } from 'dots-wrapper/dist/snapshot';
 import type { ISshKey } from 'dots-wrapper/dist/ssh-key';
 import { EPHEMERAL_TAG, installationTag, isEphemeralName, names } from '../../common/names';
 import { deriveRunKey } from '../run-keys';
-import { listAll, type DoApi } from './api';
+import { listAll, sentAtMs, type DoApi } from './api';
 import { FailureTypes, call, callIgnoringNotFound, isNotFound, toFailure } from './errors';
 import { cloudConfigWithHostKey } from './cloud-config';
 import { waitForPinnedSsh } from './ssh-ready';
@@ -322,8 +322,7 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       const existing = await call('looking up the run droplet', () => findDroplet(name));
       if (existing) return { dropletId: String(existing.id), name };
       const hostKey = deriveRunKey(deps.keySecret, input.runId, 'host');
-      const requestedAtMs = Date.now();
-      const { data } = await call(`creating droplet ${name}`, () =>
+      const created = await call(`creating droplet ${name}`, () =>
         api.droplet.createDroplet({
           name,
           region: input.region,
@@ -336,7 +335,7 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
           ipv6: false,
         }),
       );
-      return { dropletId: String(data.droplet.id), name, requestedAtMs };
+      return { dropletId: String(created.data.droplet.id), name, requestedAtMs: sentAtMs(created) };
     },
 
     /** Wait until the droplet is active and answers SSH with exactly the run's host key. */
@@ -386,11 +385,11 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
         }
         throw err;
       });
-      const requestedAtMs = existing ? undefined : Date.now();
-      const snap =
-        existing ??
-        (await call(what, () => api.volume.createVolumeSnapshot({ volume_id: input.volumeId, name, tags: runTags })))
-          .data.snapshot;
+      const created = existing
+        ? undefined
+        : await call(what, () => api.volume.createVolumeSnapshot({ volume_id: input.volumeId, name, tags: runTags }));
+      const snap = existing ?? (created?.data.snapshot as ISnapshot);
+      const requestedAtMs = created && sentAtMs(created);
       return {
         ...(requestedAtMs === undefined ? {} : { requestedAtMs }),
         snapshotId: String(snap.id),
@@ -411,9 +410,8 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       const name = names.copyVolume(input.run, input.volumeName);
       const existing = await call('looking up the copy volume', () => findVolume(name, input.region));
       if (existing) return { volumeId: existing.id, name };
-      const requestedAtMs = Date.now();
       // No filesystem_type: nothing on the droplet may mount or touch the copy.
-      const { data } = await call(`creating volume ${name}`, () =>
+      const created = await call(`creating volume ${name}`, () =>
         api.volume.createVolume({
           name,
           region: input.region,
@@ -423,7 +421,7 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
           description: `dosvob: temporary copy of ${input.volumeName}`,
         }),
       );
-      return { volumeId: data.volume.id, name, requestedAtMs };
+      return { volumeId: created.data.volume.id, name, requestedAtMs: sentAtMs(created) };
     },
 
     async attachVolume(input: {

@@ -16,12 +16,25 @@ export interface DoApiSettings {
 /** How the simulator (and DigitalOcean's logs) tell dosvob's requests from the user's other tools. */
 export const USER_AGENT = 'dosvob';
 
+/** Set on a request's config (which its response carries back) when it leaves, after its wait for the pacer. */
+const SENT_AT = 'dosvobSentAtMs';
+
+/**
+ * When the request that `response` answers left this worker, by its clock: a create's billing starts there, not
+ * when the activity began (which may have waited for its turn in the rate limit).
+ */
+export function sentAtMs(response: object): number | undefined {
+  // dots-wrapper's answers are axios responses, though its types leave out the request config they carry.
+  const at = (response as { config?: Record<string, unknown> }).config?.[SENT_AT];
+  return typeof at === 'number' ? at : undefined;
+}
+
 /** Every request waits for its slot from the token's pacer, which learns from every answer. */
 function pace(http: AxiosInstance, pacer: Pacer): void {
   http.interceptors.request.use(async (request) => {
     await pacer.acquire();
     request.headers.set('User-Agent', USER_AGENT);
-    return request;
+    return Object.assign(request, { [SENT_AT]: Date.now() });
   });
   http.interceptors.response.use(
     (response) => {
