@@ -106,7 +106,9 @@ export function legacyRunStart(key: string, nowMs: number): number | undefined {
 }
 
 export const names = {
-  droplet: (run: string, region: string) => ephemeralName(run, region),
+  /** A region's first droplet is named after the region; its further ones (index 1, 2, …) `<region>-2`, `-3`, …. */
+  droplet: (run: string, region: string, index = 0) =>
+    ephemeralName(run, index === 0 ? region : `${region}-${index + 1}`),
   snapshot: (run: string, volumeName: string) => ephemeralName(run, volumeName),
   copyVolume: (run: string, volumeName: string) => ephemeralName(run, volumeName),
   sshKey: (run: string) => ephemeralName(run, 'key'),

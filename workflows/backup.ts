@@ -235,6 +235,8 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
     const regions = [...new Set(volumes.map((v) => v.region))];
     const droplets = new Map<string, Promise<ReadyDroplet>>();
     for (const region of regions) droplets.set(region, ephemeral.droplet(region, key.keyId));
+    /** PIPELINED_VOLUMES: the droplet each volume is attached to, when its region has more than one. */
+    const spread = new Map<string, Promise<ReadyDroplet>>();
     const volumeContext: VolumeBackupContext = {
       timings: t,
       run,
@@ -245,7 +247,7 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       create,
       cleanup,
       store,
-      droplet: (region) => droplets.get(region) as Promise<ReadyDroplet>,
+      droplet: (volume) => (spread.get(volume.id) ?? droplets.get(volume.region)) as Promise<ReadyDroplet>,
       sshTarget: (droplet) => ephemeral.sshTarget(droplet),
       deleted,
       onChange: showDetails,
@@ -269,6 +271,12 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
         return queue;
       };
       inFlight = 2 * settings.concurrency;
+      const spreadOut = await spreadOverDroplets(
+        order.map((i) => volumes[i] as SourceVolume),
+        key.keyId,
+        droplets,
+      );
+      for (const [id, d] of spreadOut) spread.set(id, d);
     }
     await limitConcurrency(inFlight, order, async (index) => {
       const volume = volumes[index] as SourceVolume;
@@ -395,6 +403,59 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
         durationMs: 0,
       };
     }
+  }
+
+  /**
+   * PIPELINED_VOLUMES: a droplet takes one action at a time, so a region's attaches and detaches queue on its one
+   * droplet while the transfers are short. A region gets up to half the run's concurrency in droplets (never more
+   * than it has volumes, nor more than the account's droplet limit leaves room for), and its volumes take them in
+   * turn. A further droplet that fails to come up hands its volumes back to the region's first.
+   */
+  async function spreadOverDroplets(
+    ordered: readonly SourceVolume[],
+    sshKeyId: string,
+    droplets: ReadonlyMap<string, Promise<ReadyDroplet>>,
+  ): Promise<Map<string, Promise<ReadyDroplet>>> {
+    const spread = new Map<string, Promise<ReadyDroplet>>();
+    const byRegion = new Map<string, SourceVolume[]>();
+    for (const v of ordered) byRegion.set(v.region, [...(byRegion.get(v.region) ?? []), v]);
+    const wanted = new Map(
+      [...byRegion].map(([r, vs]) => [r, Math.min(Math.ceil(settings.concurrency / 2), vs.length)]),
+    );
+    let further = [...wanted.values()].reduce((a, n) => a + n - 1, 0);
+    if (further === 0) return spread;
+    let room = 0;
+    try {
+      room =
+        (await api.dropletHeadroom.executeWithOptions({ summary: "count the account's droplets" }, [{ run }])) -
+        byRegion.size;
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      log.warn('could not count the droplets; one droplet per region', { error: reason(err) });
+    }
+    // Over the limit: take further droplets back from the region that has the most, until they fit.
+    while (further > Math.max(0, room)) {
+      const [region, n] = [...wanted].reduce((a, b) => (b[1] > a[1] ? b : a));
+      wanted.set(region, n - 1);
+      further--;
+    }
+    for (const [region, vs] of byRegion) {
+      const n = wanted.get(region) ?? 1;
+      if (n <= 1) continue;
+      const first = droplets.get(region) as Promise<ReadyDroplet>;
+      const mine = [first];
+      for (let i = 1; i < n; i++)
+        mine.push(
+          ephemeral.droplet(region, sshKeyId, i).catch((err: unknown) => {
+            log.warn(`droplet #${i + 1} in ${region} did not come up; its volumes use the first`, {
+              error: reason(err),
+            });
+            return first;
+          }),
+        );
+      vs.forEach((v, i) => spread.set(v.id, mine[i % n] as Promise<ReadyDroplet>));
+    }
+    return spread;
   }
 
   async function pruneAfterRun(): Promise<PruneOutcome> {

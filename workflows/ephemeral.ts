@@ -139,25 +139,39 @@ export class EphemeralResources {
   /**
    * The run's droplet in `region`, created at the first ask and shared by every later one. A droplet that never comes
    * up fails only those who wait for it (callers that start it early and await it later must not see an unhandled
-   * rejection meanwhile).
+   * rejection meanwhile). `index` > 0: one more droplet in the region (a run spreads its volumes' attaches and
+   * detaches over several, since a droplet takes one action at a time); named `…-<region>-<index + 1>`.
    */
-  droplet(region: string, sshKeyId: string): Promise<ReadyDroplet> {
-    let p = this.droplets.get(region);
+  droplet(region: string, sshKeyId: string, index = 0): Promise<ReadyDroplet> {
+    const key = index === 0 ? region : `${region}#${index}`;
+    let p = this.droplets.get(key);
     if (!p) {
-      p = this.dropletScope.run(() => this.prepareDroplet(region, sshKeyId));
+      p = this.dropletScope.run(() => this.prepareDroplet(region, sshKeyId, index));
       p.catch(() => undefined);
-      this.droplets.set(region, p);
+      this.droplets.set(key, p);
     }
     return p;
   }
 
-  private async prepareDroplet(region: string, sshKeyId: string): Promise<ReadyDroplet> {
+  private async prepareDroplet(region: string, sshKeyId: string, index: number): Promise<ReadyDroplet> {
     const { run, runId, timings: t } = this.o;
-    const ref = this.ledger.record({ kind: 'droplet', name: names.droplet(run, region), region }, 0);
+    const name = names.droplet(run, region, index);
+    const ref = this.ledger.record({ kind: 'droplet', name, region }, 0);
     const created = await this.ledger.creating(
-      this.create.createDroplet.executeWithOptions({ summary: `create droplet in ${region}` }, [
-        { run, runId, region, size: this.o.dropletSize, image: this.o.dropletImage, sshKeyId },
-      ]),
+      this.create.createDroplet.executeWithOptions(
+        { summary: `create droplet in ${region}${index === 0 ? '' : ` (#${index + 1})`}` },
+        [
+          {
+            run,
+            runId,
+            region,
+            size: this.o.dropletSize,
+            image: this.o.dropletImage,
+            sshKeyId,
+            ...(index === 0 ? {} : { index }),
+          },
+        ],
+      ),
     );
     this.ledger.created(ref, created.dropletId, undefined, created.requestedAtMs);
     const ready = await this.o.proxies.droplet.waitForDroplet.executeWithOptions(

@@ -44,7 +44,7 @@ export interface VolumeBackupContext {
   cleanup: ApiActivities['cleanup'];
   store: ReturnType<typeof storeActivities>;
   /** The droplet the volume's copy is attached to (it may still be booting). */
-  droplet: (region: string) => Promise<ReadyDroplet>;
+  droplet: (volume: SourceVolume) => Promise<ReadyDroplet>;
   sshTarget: (droplet: ReadyDroplet) => SshTarget;
   /** Resources deleted, as `describeRef` text. */
   deleted: string[];
@@ -143,7 +143,7 @@ export async function backupOneVolume(
       step('waiting to attach');
       releaseSlot = await ctx.attachSlots.acquire();
     }
-    const target = await ctx.droplet(volume.region);
+    const target = await ctx.droplet(volume);
     step('attach');
     const attachment = { volumeId: copy.volumeId, dropletId: target.dropletId, region: volume.region };
     ledger.attach(attachment);

@@ -8,7 +8,7 @@ import type { IDroplet } from 'dots-wrapper/dist/droplet';
 import type { IVolume } from 'dots-wrapper/dist/volume';
 import type { ISnapshot } from 'dots-wrapper/dist/snapshot';
 import type { ISshKey } from 'dots-wrapper/dist/ssh-key';
-import { EPHEMERAL_TAG, installationTag, isEphemeralName, names } from '../../common/names';
+import { EPHEMERAL_PREFIX, EPHEMERAL_TAG, installationTag, isEphemeralName, names } from '../../common/names';
 import { deriveRunKey } from '../run-keys';
 import { listAll, sentAtMs, type DoApi } from './api';
 import { FailureTypes, call, callIgnoringNotFound, isNotFound, toFailure } from './errors';
@@ -286,6 +286,24 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       ];
     },
 
+    /**
+     * How many more droplets the account may have: its `droplet_limit` less the droplets it has, not counting this
+     * run's own (which may already be booting). A run asks before it spreads its volumes over more droplets.
+     */
+    async dropletHeadroom(input: { run: string }): Promise<number> {
+      const ours = `${EPHEMERAL_PREFIX}-${input.run}-`;
+      const [{ data }, droplets] = await call("counting the account's droplets", () =>
+        Promise.all([
+          api.account.getAccount(),
+          listAll(async (page, per_page) => {
+            const { data } = await api.droplet.listDroplets({ page, per_page });
+            return { items: data.droplets, total: data.meta?.total };
+          }),
+        ]),
+      );
+      return data.account.droplet_limit - droplets.filter((d) => !d.name.startsWith(ours)).length;
+    },
+
     /** Register the run's public client key on the account (its private half is derived, never stored). */
     async registerSshKey(input: { run: string; runId: string }): Promise<{ keyId: string; fingerprint: string }> {
       const key = deriveRunKey(deps.keySecret, input.runId, 'client');
@@ -317,8 +335,10 @@ export function createDigitalOceanActivities(deps: DigitalOceanDeps) {
       size: string;
       image: string;
       sshKeyId: string;
+      /** A region's further droplets (1, 2, …): `…-<region>-<index + 1>`. */
+      index?: number;
     }): Promise<{ dropletId: string; name: string } & RequestedAt> {
-      const name = names.droplet(input.run, input.region);
+      const name = names.droplet(input.run, input.region, input.index);
       const existing = await call('looking up the run droplet', () => findDroplet(name));
       if (existing) return { dropletId: String(existing.id), name };
       const hostKey = deriveRunKey(deps.keySecret, input.runId, 'host');

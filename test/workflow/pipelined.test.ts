@@ -16,14 +16,22 @@ const MiB = 1 << 20;
 
 /** The volume id of an `/v2/volumes/{id}/…` request. */
 const volumeOf = (e: CallLogEntry): string | undefined => /^\/v2\/volumes\/([^/]+)\//.exec(e.path)?.[1];
+const dropletOf = (e: CallLogEntry): number | undefined => (e.requestBody as { droplet_id?: number }).droplet_id;
 const actionType = (e: CallLogEntry): string | undefined =>
   (e.requestBody as { type?: string } | undefined)?.type ?? undefined;
 const isVolumeAction = (e: CallLogEntry): boolean =>
   e.method === 'POST' && e.template === '/v2/volumes/{volume_id}/actions';
 
-async function setUp(concurrency: number, sizes: number[]): Promise<{ h: Harness; ids: Map<string, string> }> {
+async function setUp(
+  concurrency: number,
+  sizes: number[],
+  dropletLimit?: number,
+): Promise<{ h: Harness; ids: Map<string, string> }> {
   // Actions long enough that two on one droplet would overlap if the run asked for them together.
-  const h = await startHarness({ config: { concurrency }, sim: { actionDelayMs: 300 } });
+  const h = await startHarness({
+    config: { concurrency },
+    sim: { actionDelayMs: 300, ...(dropletLimit === undefined ? {} : { dropletLimit }) },
+  });
   const ids = new Map<string, string>();
   for (const [i, size] of sizes.entries()) {
     const v = await h.sim.createVolume({ name: `vol-${i}`, region: 'nyc3', sizeGigabytes: size });
@@ -51,7 +59,9 @@ describe('a run paces its volumes as the API allows', () => {
     after(() => h?.close());
 
     it("asks for one droplet action at a time: no 422 'pending event', one attach and one detach per volume", async () => {
-      const result = await h.run();
+      const handle = await h.start();
+      const result = (await handle.result()) as BackupResult;
+      maybeRecordHistory('backup-pipelined-two-droplets', handle.workflowId, await historyJson(handle));
       await assertBackedUp(h, ids, result);
       const actions = h.sim.callLog.filter(isVolumeAction);
       const refused = actions.filter((e) => e.status === 422);
@@ -60,8 +70,32 @@ describe('a run paces its volumes as the API allows', () => {
         [],
         'no action was asked for while another was pending',
       );
-      assert.equal(actions.filter((e) => e.status === 202 && actionType(e) === 'attach').length, 4);
+      const attaches = actions.filter((e) => e.status === 202 && actionType(e) === 'attach');
+      assert.equal(attaches.length, 4);
       assert.equal(actions.filter((e) => e.status === 202 && actionType(e) === 'detach').length, 4);
+      // Half the concurrency, rounded up, in droplets: two, each taking two of the four volumes.
+      assert.equal(h.sim.creationCounts().droplets, 2);
+      const perDroplet = new Map<number | undefined, number>();
+      for (const e of attaches) perDroplet.set(dropletOf(e), (perDroplet.get(dropletOf(e)) ?? 0) + 1);
+      assert.deepEqual([...perDroplet.values()], [2, 2], 'the volumes are spread over both droplets');
+    });
+  });
+
+  describe("four volumes at concurrency 3, with the account's droplet limit reached", () => {
+    let h: Harness;
+    let ids: Map<string, string>;
+    before(async () => ({ h, ids } = await setUp(3, [1, 1, 1, 1], 1)));
+    after(() => h?.close());
+
+    it('uses the one droplet the limit leaves room for', async () => {
+      const result = await h.run();
+      await assertBackedUp(h, ids, result);
+      assert.equal(h.sim.creationCounts().droplets, 1);
+      assert.equal(
+        h.sim.callLog.filter((e) => e.method === 'POST' && e.path === '/v2/droplets').length,
+        1,
+        'no droplet was asked for past the limit',
+      );
     });
   });
 
