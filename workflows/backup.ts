@@ -1,5 +1,5 @@
-// The backup run, as in the runbook: sweep leftovers, make the run's keys, one droplet per region,
-// then per volume snapshot → copy → attach → transfer → detach → delete copy → delete snapshot,
+// The backup run, as in the runbook: sweep leftovers, make the run's keys, a droplet per region (a few, at a higher
+// concurrency), then per volume snapshot → copy → attach → transfer → detach → delete copy → delete snapshot,
 // and finally delete the droplets and the key. Every resource is recorded in the ledger before it
 // is created, and the ledger is torn down on success, failure and cancellation alike.
 import {
