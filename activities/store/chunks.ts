@@ -105,6 +105,8 @@ export interface SaveReport {
 }
 
 const FSYNC_PARALLEL = 4;
+/** ChunkSaver's datasyncs at once, while the stream needs the thread pool too. */
+const BACKGROUND_SYNCS = 2;
 
 async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -114,10 +116,17 @@ async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise
   await Promise.all(workers);
 }
 
+/** A temp file holding a chunk's checked content, written before the commit (ChunkSaver). */
+export interface StagedChunk {
+  path: string;
+  /** Its data was fdatasynced (successfully): only the rename and its directory's fsync are left. */
+  durable: boolean;
+}
+
 export interface SaveOptions {
   now?: Date;
   /** A temp file already holding a chunk's checked content (ChunkSaver.take), to be made durable instead of copied. */
-  take?: (hashHex: string) => string | undefined;
+  take?: (hashHex: string) => StagedChunk | undefined;
   onWritten?: (chunksWritten: number) => void | Promise<void>;
 }
 
@@ -133,7 +142,8 @@ export async function saveChunks(
 ): Promise<SaveReport> {
   const now = options.now ?? new Date();
   const report: SaveReport = { written: 0, bytesWritten: 0, reused: 0, mismatched: [] };
-  const pending: { tmp: string; final: string; fh: FileHandle }[] = [];
+  // fh undefined: a staged chunk whose data is durable already.
+  const pending: { tmp: string; final: string; fh: FileHandle | undefined }[] = [];
   const seen = new Set<string>();
   const newDirs = new Set<string>();
   // A chunk found in place may have been renamed there by another sync a moment ago, its directory not yet fsynced.
@@ -156,7 +166,7 @@ export async function saveChunks(
       const staged = options.take?.(hex);
       if (staged !== undefined) {
         try {
-          pending.push({ tmp: staged, final, fh: await open(staged, 'r+') });
+          pending.push({ tmp: staged.path, final, fh: staged.durable ? undefined : await open(staged.path, 'r+') });
           // Its prefix directory may be new: make the chunk store's own entries durable too, below.
           newDirs.add(dirname(final));
           report.written++;
@@ -185,11 +195,16 @@ export async function saveChunks(
       await options.onWritten?.(report.written);
     }
     // Data first (in parallel: the journal batches them), then the names, then the directories that hold the names.
-    await inParallel(pending, FSYNC_PARALLEL, async (p) => {
-      await p.fh.sync();
-    });
+    await inParallel(
+      pending.filter((p) => p.fh !== undefined),
+      FSYNC_PARALLEL,
+      async (p) => {
+        await p.fh?.sync();
+      },
+    );
     for (const p of pending) {
-      await p.fh.close();
+      await p.fh?.close();
+      p.fh = undefined;
       await rename(p.tmp, p.final);
     }
     const dirs = [...new Set([...pending.map((p) => dirname(p.final)), ...foundDirs])];
@@ -202,7 +217,7 @@ export async function saveChunks(
     return report;
   } catch (err) {
     for (const p of pending) {
-      await p.fh.close().catch(() => undefined);
+      await p.fh?.close().catch(() => undefined);
       await unlinkIfExists(p.tmp).catch(() => undefined);
     }
     rethrowDiskFull(err, 'the chunk store (blocks kept for older versions)');
@@ -211,14 +226,18 @@ export async function saveChunks(
 
 /**
  * Copies blocks in the background while a transfer is still streaming, as soon as it is known they will be
- * overwritten: read from the image, checked, written under a temp name (not fsynced: that, the rename and the
- * directory fsyncs happen at the commit, all at once, where the journal batches them). Best effort: the commit's own
- * pass (saveChunks, given `take`) is what counts; it uses a temp made here when the chunk is still missing, and saves
- * whatever this did not get to.
+ * overwritten: read from the image, checked, written under a temp name and fdatasynced (in the background too, a few
+ * at a time, so that the commit does not wait for 2 % of a volume to reach the disk; the rename and the directory
+ * fsyncs still happen at the commit, all at once, where the journal batches them). Best effort: the commit's own pass
+ * (saveChunks, given `take`) is what counts; it uses a temp made here when the chunk is still missing, fsyncs it if
+ * its datasync did not finish, and saves whatever this did not get to.
  */
 export class ChunkSaver {
-  /** Temp files written here (content checked, not yet durable), by hash. */
-  private readonly staged = new Map<string, string>();
+  /** Temp files written here (content checked), by hash; `durable` once their datasync succeeded. */
+  private readonly staged = new Map<string, StagedChunk>();
+  /** Written, open, waiting for their datasync. */
+  private readonly unsynced: { hex: string; fh: FileHandle }[] = [];
+  private syncing: Promise<void> | undefined;
   private readonly queue: BlockToSave[] = [];
   private readonly queued = new Set<string>();
   private working = false;
@@ -246,9 +265,10 @@ export class ChunkSaver {
     void this.work();
   }
 
-  /** Wait until everything queued is staged (or given up). */
+  /** Wait until everything queued is staged (or given up), and every datasync begun here has ended. */
   async drain(): Promise<void> {
     await this.idle;
+    await this.syncsDone();
   }
 
   /** A temp file with this chunk's content is waiting (its space is already taken). */
@@ -257,7 +277,7 @@ export class ChunkSaver {
   }
 
   /** The temp file holding this chunk's content, handed over (the caller renames or removes it). */
-  take(hex: string): string | undefined {
+  take(hex: string): StagedChunk | undefined {
     const tmp = this.staged.get(hex);
     this.staged.delete(hex);
     return tmp;
@@ -268,10 +288,11 @@ export class ChunkSaver {
     this.stopped = true;
     this.queue.length = 0;
     await this.idle;
+    await this.syncsDone();
     const fh = this.fh;
     this.fh = undefined;
     if (fh) await (await fh.catch(() => undefined))?.close();
-    for (const tmp of this.staged.values()) await unlinkIfExists(tmp).catch(() => undefined);
+    for (const { path } of this.staged.values()) await unlinkIfExists(path).catch(() => undefined);
     this.staged.clear();
   }
 
@@ -314,9 +335,51 @@ export class ChunkSaver {
       await unlinkIfExists(tmp).catch(() => undefined);
       throw err;
     }
-    await fh.close();
-    this.staged.set(hex, tmp);
+    this.staged.set(hex, { path: tmp, durable: false });
+    this.unsynced.push({ hex, fh });
+    this.kickSync();
     await this.onWritten?.(++this.written);
+  }
+
+  private kickSync(): void {
+    if (this.syncing) return;
+    this.syncing = this.syncStaged().finally(() => {
+      this.syncing = undefined;
+      // Staged between the loop's last check and here.
+      if (this.unsynced.length > 0) this.kickSync();
+    });
+  }
+
+  private async syncsDone(): Promise<void> {
+    while (this.syncing) await this.syncing;
+  }
+
+  /**
+   * Datasync the staged temps, BACKGROUND_SYNCS at a time (the journal batches those that overlap; more would take the
+   * thread pool from the stream). A temp whose datasync fails is dropped, not handed to the commit: after a failed
+   * writeback a later fsync on a new descriptor can succeed without the data, so the commit copies it again instead.
+   */
+  private async syncStaged(): Promise<void> {
+    while (this.unsynced.length > 0) {
+      const batch = this.unsynced.splice(0, this.unsynced.length);
+      await inParallel(batch, BACKGROUND_SYNCS, async ({ hex, fh }) => {
+        let ok = false;
+        try {
+          await fh.datasync();
+          ok = true;
+        } catch {
+          // dropped below
+        }
+        await fh.close().catch(() => undefined);
+        const staged = this.staged.get(hex);
+        if (!staged) return; // taken meanwhile: the commit's pass fsyncs it itself
+        if (ok) staged.durable = true;
+        else {
+          this.staged.delete(hex);
+          await unlinkIfExists(staged.path).catch(() => undefined);
+        }
+      });
+    }
   }
 }
 

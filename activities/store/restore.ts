@@ -11,16 +11,10 @@ import { copyFile, open, rename, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path';
 import { isErrno, ManifestDamagedError, rethrowDiskFull } from './errors.js';
 import { readChunk } from './chunks.js';
-import {
-  BackgroundFlush,
-  fsyncDir,
-  punchHoles,
-  readFully,
-  unlinkIfExists,
-  writeSparse,
-  type HoleRange,
-} from './fsutil.js';
-import { storePaths } from './layout.js';
+import { BackgroundFlush, fsyncDir, punchHoles, readFully, unlinkIfExists, type HoleRange } from './fsutil.js';
+import { chunkPath, storePaths } from './layout.js';
+import { acquireThreads, releaseThreads, restoreThreadCount, type RestoreThread } from './restore-pool.js';
+import type { BlockSource, SerializedError, WorkerReply, WorkerRequest } from './restore-worker.js';
 import { blockLength, hashAt, readManifest, zeroHash, type Manifest } from './manifest.js';
 import { VersionDamagedError } from './errors.js';
 import { listVersions, readVersionManifest } from './versions.js';
@@ -142,9 +136,6 @@ export async function* readVersionBlocks(
   }
 }
 
-/** Blocks read, checked and written at once by a restore: reads and writes overlap in the thread pool. */
-const RESTORE_PARALLEL = 4;
-
 export interface RestoreResult {
   key: string;
   versionId: string;
@@ -167,7 +158,8 @@ export async function newestVersionId(backupsDir: string, key: string): Promise<
 /**
  * Write a version as a sparse raw image to `toFile` (through `<toFile>.partial`, renamed when complete and fsynced).
  * Where the filesystem can clone the image (reflink: btrfs, XFS), it is cloned and only the blocks that differ are
- * written; elsewhere a sparse copy. Either way every block is checked against the version's hash.
+ * written; elsewhere a sparse copy. Either way every block is checked against the version's hash: on a thread per core
+ * (restore-worker.ts), each reading, checking and writing whole blocks, since SHA-256 is most of a restore's CPU.
  */
 export async function restoreVersion(
   backupsDir: string,
@@ -195,6 +187,7 @@ export async function restoreVersion(
   result.reflinked = await tryReflink(storePaths(backupsDir, key).image, partial);
   const reader = await openVersionReader(backupsDir, key, versionId);
   const out = await open(partial, result.reflinked ? 'r+' : 'w');
+  let threads: RestoreThread[] = [];
   try {
     await out.truncate(sizeBytes);
     const holes: HoleRange[] = [];
@@ -204,54 +197,53 @@ export async function restoreVersion(
       if (!result.reflinked && reader.source(i) === 'zero') result.zeroBlocks++;
       else todo.push(i);
     }
-    let next = 0;
     let done = result.zeroBlocks;
     if (done > 0) options.onProgress?.({ blocksDone: done, blockCount });
-    let failed = false;
     const flusher = new BackgroundFlush(out, FLUSH_BYTES);
-    const worker = async () => {
-      const buf = Buffer.allocUnsafe(blockSize);
-      const cloned = Buffer.allocUnsafe(blockSize);
-      while (next < todo.length && !failed) {
-        options.signal?.throwIfAborted();
-        const b = await reader.read(todo[next++]!, buf);
-        if (b.source === 'zero') result.zeroBlocks++;
-        else if (b.source === 'image') result.blocksFromImage++;
+    threads = acquireThreads(Math.min(restoreThreadCount(), Math.max(1, todo.length)));
+    const image = storePaths(backupsDir, key).image;
+    const failure = await runThreads(threads, todo, {
+      open: { type: 'open', image, out: partial, blockSize, clone: result.reflinked },
+      request: (i) => {
+        const want = hashAt(reader.manifest.hashes, i);
+        const first = reader.source(i);
+        const order: BlockSource[] =
+          first === 'zero' ? ['zero'] : first === 'image' ? ['image', 'chunk'] : ['chunk', 'image'];
+        return {
+          type: 'block',
+          index: i,
+          offset: i * blockSize,
+          length: blockLength(i, sizeBytes, blockSize),
+          want,
+          order,
+          chunk: chunkPath(backupsDir, want.toString('hex')),
+        };
+      },
+      done: (reply) => {
+        if (reply.source === 'zero') result.zeroBlocks++;
+        else if (reply.source === 'image') result.blocksFromImage++;
         else result.blocksFromChunks++;
-        const offset = b.index * blockSize;
-        let wrote = 0;
-        if (result.reflinked) {
-          // The clone holds the image's block: rewrite it only where the version differs.
-          const there = await readFully(out, b.data.length, offset, cloned);
-          if (!there.equals(b.data)) {
-            if (b.source === 'zero') holes.push({ offset, length: b.data.length });
-            else {
-              await writeAll(out, b.data, offset);
-              wrote = b.data.length;
-            }
-          }
-        } else if (b.source !== 'zero') {
-          wrote = await writeSparse(out, b.data, offset);
-        }
-        // Added after the await: `x += await f()` would read x before the wait and lose the other workers' updates.
-        result.bytesWritten += wrote;
-        flusher.wrote(wrote);
+        if (reply.hole)
+          holes.push({ offset: reply.index * blockSize, length: blockLength(reply.index, sizeBytes, blockSize) });
+        result.bytesWritten += reply.wrote;
+        flusher.wrote(reply.wrote);
         options.onProgress?.({ blocksDone: ++done, blockCount });
-      }
-    };
-    // Every worker settles before the file is closed; the first failure stops the others at their next block.
-    const settled = await Promise.allSettled(
-      Array.from({ length: RESTORE_PARALLEL }, () =>
-        worker().catch((err: unknown) => {
-          failed = true;
-          throw err;
-        }),
-      ),
-    );
-    // A worker's failure says more than the flush's (which is then likely the same disk error).
+      },
+      missing: (i) => {
+        const hex = hashAt(reader.manifest.hashes, i).toString('hex');
+        return new VersionDamagedError(
+          `${key} version ${versionId}: block ${i} (SHA-256 ${hex}) is neither in the image nor in the chunk store ` +
+            `with that content: the version cannot be restored byte-exact`,
+          key,
+          versionId,
+          i,
+        );
+      },
+      signal: options.signal,
+    });
+    // A thread's failure says more than the flush's (which is then likely the same disk error).
     await flusher.drained();
-    const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failure) throw failure.reason;
+    if (failure !== undefined) throw failure;
     await flusher.settle();
     if (holes.length > 0) await punchHoles(partial, out, holes);
     await out.sync();
@@ -260,6 +252,8 @@ export async function restoreVersion(
     await reader.close().catch(() => undefined);
     await unlinkIfExists(partial).catch(() => undefined);
     rethrowDiskFull(err, toFile);
+  } finally {
+    releaseThreads(threads);
   }
   await reader.close();
   await out.close();
@@ -268,16 +262,93 @@ export async function restoreVersion(
   return result;
 }
 
+interface ThreadJob {
+  open: Extract<WorkerRequest, { type: 'open' }>;
+  request(index: number): Extract<WorkerRequest, { type: 'block' }>;
+  done(reply: Extract<WorkerReply, { type: 'done' }>): void;
+  missing(index: number): Error;
+  signal?: AbortSignal;
+}
+
+/** Blocks a thread is given ahead, so that it never waits for the main thread between two. */
+const THREAD_QUEUE = 2;
+
+/**
+ * Restore the blocks `todo` on `threads`, each fed up to THREAD_QUEUE blocks at a time. Resolves once every thread
+ * has answered every block it was given and closed its files (so `partial` can be removed or renamed), with the first
+ * failure (nothing more is handed out after it), or undefined.
+ */
+function runThreads(threads: RestoreThread[], todo: number[], job: ThreadJob): Promise<Error | undefined> {
+  return new Promise((resolve) => {
+    let next = 0;
+    let failure: Error | undefined;
+    let open = threads.length;
+    const fail = (err: Error) => {
+      failure ??= err;
+    };
+    for (const t of threads) {
+      let inFlight = 0;
+      let closing = false;
+      const finish = () => {
+        if (closing) return;
+        closing = true;
+        t.post({ type: 'close' });
+      };
+      let settled = false;
+      const closed = () => {
+        if (settled) return;
+        settled = true;
+        t.detach();
+        if (--open === 0) resolve(failure);
+      };
+      const feed = () => {
+        while (failure === undefined && inFlight < THREAD_QUEUE && next < todo.length) {
+          if (job.signal?.aborted) {
+            fail(abortReason(job.signal));
+            break;
+          }
+          t.post(job.request(todo[next++]!));
+          inFlight++;
+        }
+        if (inFlight === 0) finish();
+      };
+      t.attach(
+        (reply) => {
+          if (reply.type === 'closed') return closed();
+          if (reply.type === 'error') {
+            fail(deserialize(reply.error));
+            if (reply.index === null && closing) return closed();
+          } else if (reply.type === 'missing') fail(job.missing(reply.index));
+          else if (failure === undefined) job.done(reply);
+          if (reply.index !== null) inFlight--;
+          feed();
+        },
+        (err) => {
+          // The thread is gone (only a bug kills one): none of its blocks will be answered. Its descriptors stay open
+          // until the process ends, on a partial file that is removed below.
+          fail(err);
+          closing = true;
+          inFlight = 0;
+          closed();
+        },
+      );
+      t.post(job.open);
+      feed();
+    }
+  });
+}
+
+function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new Error(String(reason ?? 'aborted'));
+}
+
+function deserialize(e: SerializedError): Error {
+  return Object.assign(new Error(e.message), e);
+}
+
 /** A datasync each this many bytes written (BackgroundFlush), so the final fsync has only the tail left. */
 const FLUSH_BYTES = 32 << 20;
-
-async function writeAll(fh: FileHandle, data: Buffer, offset: number): Promise<void> {
-  let off = 0;
-  while (off < data.length) {
-    const { bytesWritten } = await fh.write(data, off, data.length - off, offset + off);
-    off += bytesWritten;
-  }
-}
 
 /** Clone the image to `to` if the filesystem shares extents (FICLONE); false if it cannot (then nothing is made). */
 async function tryReflink(image: string, to: string): Promise<boolean> {
