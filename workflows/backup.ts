@@ -30,6 +30,7 @@ import { DOSVOB_OUTCOME, DOSVOB_VOLUMES, type Outcome } from '../common/search-a
 import { BACKUP_WORKFLOW_ID } from '../common/task-queues';
 import { apiActivities, EphemeralResources, type ReadyDroplet } from './ephemeral';
 import { progressQuery } from './queries';
+import { DropletPool } from './droplet-pool';
 import { Slots } from './slots';
 import { cappedKeywordList, formatBytes, limitConcurrency, reason } from './util';
 import { backupOneVolume, storeActivities, type VolumeBackupContext } from './volume-backup';
@@ -235,8 +236,8 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
     const regions = [...new Set(volumes.map((v) => v.region))];
     const droplets = new Map<string, Promise<ReadyDroplet>>();
     for (const region of regions) droplets.set(region, ephemeral.droplet(region, key.keyId));
-    /** PIPELINED_VOLUMES: the droplet each volume is attached to, when its region has more than one. */
-    const spread = new Map<string, Promise<ReadyDroplet>>();
+    /** PIPELINED_VOLUMES: each region's droplets, when it has more than one. */
+    const pools = new Map<string, DropletPool>();
     const volumeContext: VolumeBackupContext = {
       timings: t,
       run,
@@ -247,7 +248,8 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       create,
       cleanup,
       store,
-      droplet: (volume) => (spread.get(volume.id) ?? droplets.get(volume.region)) as Promise<ReadyDroplet>,
+      droplet: (volume) => pools.get(volume.region)?.take() ?? (droplets.get(volume.region) as Promise<ReadyDroplet>),
+      dropletDone: (volume, dropletId) => pools.get(volume.region)?.give(dropletId),
       sshTarget: (droplet) => ephemeral.sshTarget(droplet),
       deleted,
       onChange: showDetails,
@@ -271,12 +273,12 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
         return queue;
       };
       inFlight = 2 * settings.concurrency;
-      const spreadOut = await spreadOverDroplets(
+      for (const [region, pool] of await dropletPools(
         order.map((i) => volumes[i] as SourceVolume),
         key.keyId,
         droplets,
-      );
-      for (const [id, d] of spreadOut) spread.set(id, d);
+      ))
+        pools.set(region, pool);
     }
     await limitConcurrency(inFlight, order, async (index) => {
       const volume = volumes[index] as SourceVolume;
@@ -408,27 +410,25 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
   /**
    * PIPELINED_VOLUMES: a droplet takes one action at a time, so a region's attaches and detaches queue on its one
    * droplet while the transfers are short. A region gets up to half the run's concurrency in droplets (never more
-   * than it has volumes, nor more than the account's droplet limit leaves room for), and its volumes take them in
-   * turn. A further droplet that fails to come up hands its volumes back to the region's first.
+   * than it has volumes, nor more than the account's droplet limit leaves room for), and each volume takes the
+   * least busy one that is up (droplet-pool.ts).
    */
-  async function spreadOverDroplets(
+  async function dropletPools(
     ordered: readonly SourceVolume[],
     sshKeyId: string,
-    droplets: ReadonlyMap<string, Promise<ReadyDroplet>>,
-  ): Promise<Map<string, Promise<ReadyDroplet>>> {
-    const spread = new Map<string, Promise<ReadyDroplet>>();
-    const byRegion = new Map<string, SourceVolume[]>();
-    for (const v of ordered) byRegion.set(v.region, [...(byRegion.get(v.region) ?? []), v]);
-    const wanted = new Map(
-      [...byRegion].map(([r, vs]) => [r, Math.min(Math.ceil(settings.concurrency / 2), vs.length)]),
-    );
+    firsts: ReadonlyMap<string, Promise<ReadyDroplet>>,
+  ): Promise<Map<string, DropletPool>> {
+    const perRegion = new Map<string, number>();
+    for (const v of ordered) perRegion.set(v.region, (perRegion.get(v.region) ?? 0) + 1);
+    const wanted = new Map([...perRegion].map(([r, n]) => [r, Math.min(Math.ceil(settings.concurrency / 2), n)]));
     let further = [...wanted.values()].reduce((a, n) => a + n - 1, 0);
-    if (further === 0) return spread;
+    const pools = new Map<string, DropletPool>();
+    if (further === 0) return pools;
     let room = 0;
     try {
       room =
         (await api.dropletHeadroom.executeWithOptions({ summary: "count the account's droplets" }, [{ run }])) -
-        byRegion.size;
+        perRegion.size;
     } catch (err) {
       if (isCancellation(err)) throw err;
       log.warn('could not count the droplets; one droplet per region', { error: reason(err) });
@@ -439,23 +439,13 @@ async function backupVolumes(input: BackupInput): Promise<BackupResult> {
       wanted.set(region, n - 1);
       further--;
     }
-    for (const [region, vs] of byRegion) {
-      const n = wanted.get(region) ?? 1;
+    for (const [region, n] of wanted) {
       if (n <= 1) continue;
-      const first = droplets.get(region) as Promise<ReadyDroplet>;
-      const mine = [first];
-      for (let i = 1; i < n; i++)
-        mine.push(
-          ephemeral.droplet(region, sshKeyId, i).catch((err: unknown) => {
-            log.warn(`droplet #${i + 1} in ${region} did not come up; its volumes use the first`, {
-              error: reason(err),
-            });
-            return first;
-          }),
-        );
-      vs.forEach((v, i) => spread.set(v.id, mine[i % n] as Promise<ReadyDroplet>));
+      const mine = [firsts.get(region) as Promise<ReadyDroplet>];
+      for (let i = 1; i < n; i++) mine.push(ephemeral.droplet(region, sshKeyId, i));
+      pools.set(region, new DropletPool(mine));
     }
-    return spread;
+    return pools;
   }
 
   async function pruneAfterRun(): Promise<PruneOutcome> {

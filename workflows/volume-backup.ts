@@ -45,6 +45,8 @@ export interface VolumeBackupContext {
   store: ReturnType<typeof storeActivities>;
   /** The droplet the volume's copy is attached to (it may still be booting). */
   droplet: (volume: SourceVolume) => Promise<ReadyDroplet>;
+  /** The volume is detached from the droplet `droplet()` gave it (a region with several balances them by it). */
+  dropletDone?: (volume: SourceVolume, dropletId: string) => void;
   sshTarget: (droplet: ReadyDroplet) => SshTarget;
   /** Resources deleted, as `describeRef` text. */
   deleted: string[];
@@ -102,6 +104,11 @@ export async function backupOneVolume(
   // What this volume has made so far, for its own cleanup if it fails.
   const made: VolumeResources = {};
   let releaseSlot: (() => void) | undefined;
+  let onDroplet: string | undefined;
+  const leaveDroplet = () => {
+    if (onDroplet !== undefined) ctx.dropletDone?.(volume, onDroplet);
+    onDroplet = undefined;
+  };
   try {
     step('snapshot');
     const snapRef = ledger.record({ kind: 'snapshot', name: names.snapshot(run, volume.name) }, volume.sizeGigabytes);
@@ -144,6 +151,7 @@ export async function backupOneVolume(
       releaseSlot = await ctx.attachSlots.acquire();
     }
     const target = await ctx.droplet(volume);
+    onDroplet = target.dropletId;
     step('attach');
     const attachment = { volumeId: copy.volumeId, dropletId: target.dropletId, region: volume.region };
     ledger.attach(attachment);
@@ -193,6 +201,7 @@ export async function backupOneVolume(
       ]),
     );
     ledger.detached(attachment);
+    leaveDroplet();
     releaseSlot?.();
 
     step('delete copy');
@@ -223,6 +232,7 @@ export async function backupOneVolume(
     // Non-cancellable: once started, a cancel of the run waits for it rather than leaving half of it to teardown.
     if (patched(RELEASE_FAILED_VOLUME)) await CancellationScope.nonCancellable(() => releaseVolume(ctx, volume, made));
   } finally {
+    leaveDroplet();
     releaseSlot?.();
   }
   outcome.durationMs = Date.now() - started;
