@@ -189,7 +189,7 @@ export async function restoreVersionToDevice(opts: RestoreToDeviceOptions): Prom
     const first = await startSession(firstConn, true);
     const deviceBytes = first.hello.size;
     const connectedAt = Date.now();
-    const onLan = isLan(firstConn.rttMs, first.rttMs);
+    const onLan = await isLan(() => first.session.ping());
     const compression = defaultCompression(onLan, opts.compression);
     const threads = opts.remoteThreads ?? Math.max(2, Math.min(4, first.hello.cpus));
 
@@ -215,6 +215,10 @@ export async function restoreVersionToDevice(opts: RestoreToDeviceOptions): Prom
     // --- progress and the resume point
     const counters = { blocksWritten: 0, bytesWritten: 0, payloadBytes: 0, compressed: 0 };
     let verifyDone = 0;
+    // Blocks a write session read back from the device as written (the agent does so per synced range while later
+    // blocks arrive): the read job after the writing then only covers the others (an earlier attempt's, a broken
+    // session's, one that read back wrong).
+    const readBackOk = new Uint8Array(blockCount);
     const nextBlock = () => stripes.reduce((m, s) => Math.min(m, s.blocks[s.durable] ?? blockCount), blockCount);
     const resumePoint = (): RestoreResumePoint => ({ versionId: opts.versionId, digest, nextBlock: nextBlock() });
     let lastProgress = 0;
@@ -313,6 +317,7 @@ export async function restoreVersionToDevice(opts: RestoreToDeviceOptions): Prom
       await session.sendEnd();
       await acks;
       if (ackError !== undefined) throw ackError;
+      const back = await session.readReadBack();
       const end = await session.next();
       if (end.type !== 'E') throw new ProtocolMismatchError(`remote agent answered ${end.type} to the end of a write`);
       const mine = sessionDigest.digest();
@@ -322,6 +327,25 @@ export async function restoreVersionToDevice(opts: RestoreToDeviceOptions): Prom
         );
       }
       st.durable = st.sent;
+      // What the agent read back from the device: the digest over those blocks' hashes must be the version's, unless
+      // it names the blocks that differ (they are then left to the read job and written again).
+      const written = st.blocks.slice(from, st.sent);
+      if (back.count !== written.length) {
+        throw new ProtocolMismatchError(`remote agent read back ${back.count} blocks of the ${written.length} written`);
+      }
+      const expected = createHash('sha256');
+      for (const i of written) expected.update(hashAt(version.hashes, i));
+      if (back.bad.length === 0 && !expected.digest().equals(back.digest)) {
+        throw new IntegrityError(
+          `stripe ${st.index}: the device's read-back digest ${back.digest.toString('hex')} is not the version's, yet no block differed`,
+        );
+      }
+      const badSet = new Set(back.bad);
+      for (const i of written) {
+        if (badSet.has(i) || readBackOk[i]) continue;
+        readBackOk[i] = 1;
+        verifyDone++;
+      }
       report(true);
     };
 
@@ -463,8 +487,10 @@ export async function restoreVersionToDevice(opts: RestoreToDeviceOptions): Prom
         if (!ok) {
           bad.push(cursor.pos);
           badHere++;
+        } else if (!readBackOk[cursor.pos]) {
+          readBackOk[cursor.pos] = 1;
+          verifyDone++;
         }
-        verifyDone++;
         cursor.pos++;
         if (cursor.pos >= ranges[cursor.ri]![1]) {
           cursor.ri++;
@@ -496,7 +522,8 @@ export async function restoreVersionToDevice(opts: RestoreToDeviceOptions): Prom
       }
     };
 
-    let bad = await verify(data);
+    const unverified = (blocks: number[]) => blocks.filter((i) => !readBackOk[i]);
+    let bad = await verify(unverified(data));
     let rewritten = 0;
     if (bad.length > 0) {
       log(`${bad.length} block(s) did not read back as written (first: ${bad[0]}); writing them once more`);
@@ -505,8 +532,7 @@ export async function restoreVersionToDevice(opts: RestoreToDeviceOptions): Prom
       const again: Stripe = { index: 0, blocks: bad, sent: 0, durable: 0 };
       await runAll([() => runWriter(again)]);
       phase = 'verifying';
-      verifyDone = data.length - bad.length;
-      bad = await verify(bad);
+      bad = await verify(unverified(bad));
       if (bad.length > 0) throw new DeviceVerifyError(opts.devicePath, bad);
     }
     checkCancel();
