@@ -2,7 +2,7 @@
 // the blocks it writes and the syncs it acknowledges (a write job: a restore).
 import type { ClientChannel } from 'ssh2';
 import { PROTOCOL_VERSION, type RemoteAgent } from './agent.js';
-import { ProtocolMismatchError, RemoteAgentError, TransferStalledError } from './errors.js';
+import { BlockRefusedError, ProtocolMismatchError, RemoteAgentError, TransferStalledError } from './errors.js';
 import { StreamReader } from './reader.js';
 import { execChannel, type SshConnection } from './ssh.js';
 import type { BlockRange } from '../store/staging.js';
@@ -379,5 +379,7 @@ export class AgentGoneError extends Error {
 
 function classifyAgentMessage(msg: string): Error {
   if (/protocol mismatch/i.test(msg)) return new ProtocolMismatchError(msg);
+  const refused = /^block (\d+): SHA-256 mismatch/.exec(msg);
+  if (refused) return new BlockRefusedError(`remote agent: ${msg}`, Number(refused[1]));
   return new RemoteAgentError(`remote agent: ${msg}`, true);
 }
