@@ -720,6 +720,8 @@ async function restoreScenario(link: Link, dir: string, backups: string, src: st
     JSON.stringify(opts),
   ]);
   const proxied = await proxy?.stop();
+  // As for the raw copy below: the last agent ends with the restore, and sshd must reap it for its CPU to count.
+  await new Promise((res) => setTimeout(res, 500));
   const srv = await server.stop();
   if (t.code !== 0) throw new Error(`dosvob restore failed: ${t.stderr}`);
   const r = JSON.parse(t.stdout.trim().split('\n').at(-1)!) as {
