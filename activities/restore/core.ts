@@ -36,7 +36,7 @@ import {
   TransferCancelledError,
   TransferStalledError,
 } from '../transfer/errors.js';
-import { AgentGoneError, AgentSession } from '../transfer/session.js';
+import { AgentGoneError, AgentSession, type AgentStats } from '../transfer/session.js';
 import { LinkManager, defaultCompression, isLan, type SshConnection, type SshTarget } from '../transfer/ssh.js';
 import { encodeBlock } from './compress.js';
 import { DeviceTooSmallError, DeviceVerifyError } from './errors.js';
@@ -121,6 +121,8 @@ export interface RestoreToDeviceResult {
   durationMs: number;
   /** Where the time went, ms: connect + hello, writing, read-back (rewrites included). */
   phasesMs: { connect: number; write: number; verify: number };
+  /** CPU seconds the agents reported (user + system, sessions that finished), the droplet's share of the work. */
+  remoteCpuSeconds: number;
 }
 
 interface Stripe {
@@ -220,7 +222,8 @@ export async function restoreVersionToDevice(opts: RestoreToDeviceOptions): Prom
     for (let k = 0; k < todo.length; k++) stripes[Math.floor(k / segment) % nStripes]!.blocks.push(todo[k]!);
 
     // --- progress and the resume point
-    const counters = { blocksWritten: 0, bytesWritten: 0, payloadBytes: 0, compressed: 0 };
+    const counters = { blocksWritten: 0, bytesWritten: 0, payloadBytes: 0, compressed: 0, remoteCpuS: 0 };
+    const agentCpu = (s: AgentStats) => (counters.remoteCpuS += (s.cpuUserS ?? 0) + (s.cpuSysS ?? 0));
     let verifyDone = 0;
     // Blocks a write session read back from the device as written (the agent does so per synced range while later
     // blocks arrive): the read job after the writing then only covers the others (an earlier attempt's, a broken
@@ -328,6 +331,7 @@ export async function restoreVersionToDevice(opts: RestoreToDeviceOptions): Prom
       const back = await session.readReadBack();
       const end = await session.next();
       if (end.type !== 'E') throw new ProtocolMismatchError(`remote agent answered ${end.type} to the end of a write`);
+      agentCpu(end.stats);
       const mine = sessionDigest.digest();
       if (!mine.equals(end.digest)) {
         throw new IntegrityError(
@@ -522,6 +526,7 @@ export async function restoreVersionToDevice(opts: RestoreToDeviceOptions): Prom
       for (;;) {
         const rec = await session.next();
         if (rec.type === 'E') {
+          agentCpu(rec.stats);
           if (cursor.ri < ranges.length) {
             throw new ProtocolMismatchError(`remote agent ended its read-back early at block ${cursor.pos}`);
           }
@@ -585,6 +590,7 @@ export async function restoreVersionToDevice(opts: RestoreToDeviceOptions): Prom
       compression,
       durationMs: Date.now() - started,
       phasesMs: { connect: connectedAt - started, write: writtenAt - connectedAt, verify: Date.now() - writtenAt },
+      remoteCpuSeconds: counters.remoteCpuS,
     };
   } catch (err) {
     if (
