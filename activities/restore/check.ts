@@ -1,6 +1,7 @@
 // Before a restore creates anything: every block of the version that only the chunk store holds is read and checked
 // against its hash, so a damaged or missing chunk fails the restore before a volume or droplet exists. The image's
-// blocks are checked while they stream (a second full read of the image here would double the restore's disk reads).
+// blocks are checked while they stream, by the agent before it writes each (a second full read of the image here would
+// double the restore's disk reads).
 import { lockChunkStoreShared } from '../store/chunks.js';
 import { VersionDamagedError } from '../store/errors.js';
 import { hashAt, blockLength } from '../store/manifest.js';

@@ -55,6 +55,12 @@ export interface VersionReader {
   source(i: number): VersionBlock['source'];
   /** Block i, checked, read into `buf` (or the shared zeros); VersionDamagedError if no source has it. */
   read(i: number, buf: Buffer): Promise<VersionBlock>;
+  /**
+   * Block i from where source(i) points, NOT checked against its hash (read() if that source lacks it): only for a
+   * caller that checks every block itself and comes back to read() for one that fails (a restore onto a device,
+   * whose agent checks each block against the version's hash before it writes it).
+   */
+  readUnchecked(i: number, buf: Buffer): Promise<VersionBlock>;
   close(): Promise<void>;
 }
 
@@ -81,28 +87,40 @@ export async function openVersionReader(backupsDir: string, key: string, version
       current !== undefined && sameGeometry && i < current.header.blockCount && hashAt(current.hashes, i).equals(want);
     return inImage ? 'image' : 'chunk';
   };
+  const read = async (i: number, buf: Buffer): Promise<VersionBlock> => {
+    const want = hashAt(version.hashes, i);
+    const len = blockLength(i, sizeBytes, blockSize);
+    const first = source(i);
+    if (first === 'zero') return { index: i, data: zeros.subarray(0, len), source: 'zero' };
+    const hex = want.toString('hex');
+    for (const source of first === 'image' ? (['image', 'chunk'] as const) : (['chunk', 'image'] as const)) {
+      const data = source === 'image' ? await fromImage(i, len, buf) : await readChunk(backupsDir, hex, len, buf);
+      if (data && data.length === len && (await sha256(data)).equals(want)) {
+        return { index: i, data, source };
+      }
+    }
+    throw new VersionDamagedError(
+      `${key} version ${versionId}: block ${i} (SHA-256 ${hex}) is neither in the image nor in the chunk store ` +
+        `with that content: the version cannot be restored byte-exact`,
+      key,
+      versionId,
+      i,
+    );
+  };
   return {
     manifest: version,
     source,
-    async read(i, buf) {
-      const want = hashAt(version.hashes, i);
+    read,
+    async readUnchecked(i, buf) {
       const len = blockLength(i, sizeBytes, blockSize);
       const first = source(i);
       if (first === 'zero') return { index: i, data: zeros.subarray(0, len), source: 'zero' };
-      const hex = want.toString('hex');
-      for (const source of first === 'image' ? (['image', 'chunk'] as const) : (['chunk', 'image'] as const)) {
-        const data = source === 'image' ? await fromImage(i, len, buf) : await readChunk(backupsDir, hex, len, buf);
-        if (data && data.length === len && (await sha256(data)).equals(want)) {
-          return { index: i, data, source };
-        }
-      }
-      throw new VersionDamagedError(
-        `${key} version ${versionId}: block ${i} (SHA-256 ${hex}) is neither in the image nor in the chunk store ` +
-          `with that content: the version cannot be restored byte-exact`,
-        key,
-        versionId,
-        i,
-      );
+      const data =
+        first === 'image'
+          ? await fromImage(i, len, buf)
+          : await readChunk(backupsDir, hashAt(version.hashes, i).toString('hex'), len, buf);
+      if (data && data.length === len) return { index: i, data, source: first };
+      return read(i, buf);
     },
     async close() {
       await image?.close();

@@ -1,5 +1,5 @@
 # dosvob's remote agent: reads a block device on the droplet and streams what changed, or writes a kept version onto
-# it (a restore); protocol version 2.
+# it (a restore); protocol version 3.
 #
 # Standard library only. It is never installed: the client runs `python3 -I -S -c '<bootstrap>'` over SSH, the
 # bootstrap reads exactly this file's bytes from stdin and exec()s them (see agent.ts), and nothing is left behind.
@@ -8,6 +8,8 @@
 #   client -> agent : <this file, N bytes> u32 len + JSON hello {protocol, device, write?}
 #                     (write: true opens the device read-write, for a write job; otherwise read-only)
 #   agent  -> client: 'H' u32 len + JSON {protocol, size, python, cpus, write}  (or 'X' u32 len + message, then exit)
+#   client -> agent : u32 len + JSON {"ping": true}, any number of times before the job
+#   agent  -> client: 'P' per ping: the client times the round trip on the warm channel (protocol 3)
 #
 #   Read job (a backup, or the read-back of a restore):
 #   client -> agent : u32 len + JSON job {blockSize, ranges:[[start,end],...], hashes:bool, threads, compress, runCap,
@@ -34,8 +36,13 @@
 #                                          checked against the SHA-256 of its raw bytes, then pwrite at index*blockSize
 #                       'S' u32 mark       sync: every block sent before it is written and fsynced, then acked
 #                       'E'                end of the job
-#   agent  -> client: 'A' u32 mark per 'S', in order, only once those blocks are durable on the device; at 'E': fsync,
-#                     drop the device's page cache (so a read-back comes from the device), then
+#   agent  -> client: 'A' u32 mark per 'S', in order, only once those blocks are durable on the device. Once a sync's
+#                     blocks are fsynced they are read back from the device (their cached pages dropped first) and
+#                     hashed while later blocks still arrive (protocol 3). At 'E': fsync, drop the device's page
+#                     cache, read back the blocks sent since the last sync, then
+#                     'R' sha256[32] u32 n u32 nbad u32[nbad]: the read-back: the digest over the SHA-256 of each of
+#                                        the n blocks written as read back from the device, in the order sent, and the
+#                                        blocks whose read-back differs from the hash they were written with
 #                     'E' sha256[32] u32 len + JSON stats, the digest over the hashes of the blocks written, in order.
 #                     A block that fails its check is 'X' "block <index>: ..." (nothing of it is written).
 #
@@ -44,7 +51,7 @@
 # Reads and writes use a small pool of threads (os.pread/os.pwrite, hashlib and zlib release the GIL); reads are
 # emitted in order; writes at their own offsets need no order.
 import os, sys, struct, json, hashlib, zlib, collections, time, threading, queue
-PROTOCOL = 2
+PROTOCOL = 3
 NOHASH = bytes(32)
 
 
@@ -204,6 +211,10 @@ def write_job(inp, out, fd, size, job):
     state = {'pending': 0, 'error': None}
     per_epoch = collections.Counter()
     depth = max(threads * 2, min(32, (32 << 20) // bs))
+    # (index, hash) of each epoch's blocks in the order sent, for the read-back once the epoch is durable.
+    sent = []
+    checks = queue.SimpleQueue()
+    readback = {'digest': hashlib.sha256(), 'n': 0, 'bad': []}
 
     def die(msg):
         out_lock.acquire(timeout=5)  # not in the middle of an ack
@@ -240,7 +251,7 @@ def write_job(inp, out, fd, size, job):
             item = syncs.get()
             if item is None:
                 return
-            epoch, mark = item
+            epoch, mark, blocks = item
             with cv:
                 while per_epoch[epoch] > 0 and state['error'] is None:
                     cv.wait()
@@ -254,6 +265,37 @@ def write_job(inp, out, fd, size, job):
                 out.write(b'A' + mark)
                 out.flush()
             stats['syncs'] += 1
+            checks.put(blocks)
+
+    def checker():
+        """Reads back each durable epoch's blocks from the device (not the page cache) while later blocks arrive."""
+        while True:
+            blocks = checks.get()
+            if blocks is None:
+                return
+            try:
+                read_back(blocks)
+            except OSError as e:
+                die('read-back of the device failed: %s' % (e.strerror or e))
+
+    def read_back(blocks):
+        # Clean after the fsync, so dropping them makes the preads below come from the device itself; WILLNEED then
+        # has the kernel read the whole range from the device at once rather than block by block as pread asks.
+        for advice in (os.POSIX_FADV_DONTNEED, os.POSIX_FADV_WILLNEED):
+            for i, _ in blocks:
+                try:
+                    os.posix_fadvise(fd, i * bs, min(bs, size - i * bs), advice)
+                except Exception:
+                    pass
+        for i, h in blocks:
+            off = i * bs
+            n = min(bs, size - off)
+            b = os.pread(fd, n, off)
+            got = hashlib.sha256(b).digest() if len(b) == n else NOHASH
+            readback['digest'].update(got)
+            readback['n'] += 1
+            if got != h:
+                readback['bad'].append(i)
 
     def wait(limit):
         """Until at most `limit` blocks are in flight; a block that failed ends the job here."""
@@ -268,6 +310,8 @@ def write_job(inp, out, fd, size, job):
         th.start()
     sync_thread = threading.Thread(target=syncer, daemon=True)
     sync_thread.start()
+    check_thread = threading.Thread(target=checker, daemon=True)
+    check_thread.start()
     epoch = 0
     while True:
         tag = read_exact(inp, 1)
@@ -276,6 +320,7 @@ def write_job(inp, out, fd, size, job):
             h = read_exact(inp, 32)
             payload = read_exact(inp, n)
             digest.update(h)
+            sent.append((i, h))
             stats['payloadBytes'] += n
             wait(depth - 1)
             with cv:
@@ -284,7 +329,8 @@ def write_job(inp, out, fd, size, job):
             tasks.put((epoch, i, enc, h, payload))
         elif tag == b'S':
             # Epochs are synced in order, so "epoch e is written" means every block before this request is.
-            syncs.put((epoch, read_exact(inp, 4)))
+            syncs.put((epoch, read_exact(inp, 4), sent))
+            sent = []
             epoch += 1
         elif tag == b'E':
             break
@@ -297,11 +343,28 @@ def write_job(inp, out, fd, size, job):
         tasks.put(None)
     os.fsync(fd)
     drop_cache(fd)
+    checks.put(sent)
+    checks.put(None)
+    check_thread.join()
+    bad = readback['bad']
+    stats['readBackBlocks'] = readback['n']
+    out.write(b'R' + readback['digest'].digest() + struct.pack('>II', readback['n'], len(bad)) + b''.join(struct.pack('>I', i) for i in bad))
     out.write(frame_end(digest.digest(), usage(stats)))
     out.flush()
 
 
+def widen_pipe(f):
+    """A 1 MiB pipe rather than 64 KiB when stdin is one (sshd -> agent): sshd hands over a block's worth at a time
+    instead of waking the agent for every 64 KiB, which on a loaded machine cost a scheduler delay each time."""
+    try:
+        import fcntl
+        fcntl.fcntl(f.fileno(), getattr(fcntl, 'F_SETPIPE_SZ', 1031), 1 << 20)
+    except Exception:
+        pass
+
+
 def main(inp, out):
+    widen_pipe(inp)
     req = read_json(inp)
     if req.get('protocol') != PROTOCOL:
         fail(out, 'protocol mismatch: agent speaks %d, client speaks %r' % (PROTOCOL, req.get('protocol')))
@@ -315,6 +378,10 @@ def main(inp, out):
     out.write(frame_json(b'H', hello))
     out.flush()
     job = read_json(inp)
+    while job.get('ping'):
+        out.write(b'P')
+        out.flush()
+        job = read_json(inp)
     if job.get('stop'):
         return
     if job.get('write'):

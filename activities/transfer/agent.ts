@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Beside this module in every layout dosvob runs from (a checkout through tsx, the Docker image's copy of activities/). */
 export const AGENT_PATH = join(__dirname, 'agent.py');

@@ -246,7 +246,7 @@ export async function syncVolume(opts: SyncVolumeOptions): Promise<SyncVolumeRes
     const connectedAt = Date.now();
     const hello: AgentHello = first.hello;
     // A round trip this short means a LAN: one SSH window suffices and the link is faster than compression.
-    const onLan = isLan(firstConn.rttMs, first.rttMs);
+    const onLan = await isLan(() => first.session.ping());
     const compression = defaultCompression(onLan, opts.compression);
     const sizeBytes = hello.size;
     if (opts.sizeBytes !== undefined && opts.sizeBytes !== sizeBytes) {

@@ -44,6 +44,20 @@ export class RemoteAgentError extends TransferError {
   }
 }
 
+/**
+ * The agent refused a block of a write job: its bytes did not hash to the hash sent with them (nothing of it was
+ * written). A restore that streams blocks unchecked then finds out whether the store's copy is the cause.
+ */
+export class BlockRefusedError extends RemoteAgentError {
+  constructor(
+    message: string,
+    readonly block: number,
+  ) {
+    super(message, true);
+    this.name = 'BlockRefusedError';
+  }
+}
+
 /** A received block did not match its hash (after re-fetching it), or the final digests disagree. */
 export class IntegrityError extends TransferError {
   constructor(message: string) {

@@ -2,7 +2,7 @@
 // the blocks it writes and the syncs it acknowledges (a write job: a restore).
 import type { ClientChannel } from 'ssh2';
 import { PROTOCOL_VERSION, type RemoteAgent } from './agent.js';
-import { ProtocolMismatchError, RemoteAgentError, TransferStalledError } from './errors.js';
+import { BlockRefusedError, ProtocolMismatchError, RemoteAgentError, TransferStalledError } from './errors.js';
 import { StreamReader } from './reader.js';
 import { execChannel, type SshConnection } from './ssh.js';
 import type { BlockRange } from '../store/staging.js';
@@ -87,12 +87,8 @@ export class AgentSession {
     device: string,
     agent: RemoteAgent,
     opts: { stallTimeoutMs?: number; write?: boolean } = {},
-  ): Promise<{ session: AgentSession; hello: AgentHello; rttMs: number }> {
-    const t0 = performance.now();
+  ): Promise<{ session: AgentSession; hello: AgentHello }> {
     const channel = await execChannel(conn.client, agent.command);
-    // Opening a channel and a wanted-reply exec request: two round trips at the SSH level (a TCP-terminating
-    // middlebox hides the real RTT from the TCP handshake, not from this).
-    const rttMs = (performance.now() - t0) / 2;
     const session = new AgentSession(channel, opts.stallTimeoutMs);
     try {
       const ask = opts.write
@@ -103,7 +99,7 @@ export class AgentSession {
       len.writeUInt32BE(req.length);
       await session.write(Buffer.concat([agent.code, len, req]));
       const hello = await session.readHello();
-      return { session, hello, rttMs };
+      return { session, hello };
     } catch (err) {
       session.close();
       throw err;
@@ -180,6 +176,58 @@ export class AgentSession {
         err instanceof TransferStalledError
       )
         throw err;
+      throw await this.deadAgentError('mid-record');
+    }
+  }
+
+  /**
+   * One round trip on the started agent (a ping job it answers and then waits for the real one), ms. Unlike the TCP
+   * handshake or the channel open this is measured warm, after the agent's start-up, and it crosses every middlebox
+   * (the bench's link proxy completes the TCP handshake itself, at once).
+   */
+  async ping(): Promise<number> {
+    const body = Buffer.from(JSON.stringify({ ping: true }), 'utf8');
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(body.length);
+    const t0 = performance.now();
+    await this.write(Buffer.concat([len, body]));
+    let tag: string;
+    try {
+      tag = (await this.reader.read(1)).toString('latin1');
+    } catch (err) {
+      if (err instanceof TransferStalledError) throw err;
+      throw await this.deadAgentError('answering a ping');
+    }
+    if (tag === 'X') throw classifyAgentMessage(await this.readString());
+    if (tag !== 'P')
+      throw new ProtocolMismatchError(`unexpected record ${JSON.stringify(tag)} instead of a ping's answer`);
+    return performance.now() - t0;
+  }
+
+  /**
+   * The read-back of a write job, sent before its 'E': the digest over the SHA-256 of each block written as read back
+   * from the device (in the order sent), how many, and those that did not read back as written.
+   */
+  async readReadBack(): Promise<{ digest: Buffer; count: number; bad: number[] }> {
+    let tag: string;
+    try {
+      tag = (await this.reader.read(1)).toString('latin1');
+    } catch (err) {
+      if (err instanceof TransferStalledError) throw err;
+      throw await this.deadAgentError('before its read-back');
+    }
+    if (tag === 'X') throw classifyAgentMessage(await this.readString());
+    if (tag !== 'R') throw new ProtocolMismatchError(`unexpected record ${JSON.stringify(tag)} instead of a read-back`);
+    try {
+      const head = await this.reader.read(40);
+      const digest = Buffer.from(head.subarray(0, 32));
+      const count = head.readUInt32BE(32);
+      const nBad = head.readUInt32BE(36);
+      const raw = nBad > 0 ? await this.reader.read(4 * nBad) : Buffer.alloc(0);
+      const bad = Array.from({ length: nBad }, (_, k) => raw.readUInt32BE(4 * k));
+      return { digest, count, bad };
+    } catch (err) {
+      if (err instanceof TransferStalledError) throw err;
       throw await this.deadAgentError('mid-record');
     }
   }
@@ -331,5 +379,7 @@ export class AgentGoneError extends Error {
 
 function classifyAgentMessage(msg: string): Error {
   if (/protocol mismatch/i.test(msg)) return new ProtocolMismatchError(msg);
+  const refused = /^block (\d+): SHA-256 mismatch/.exec(msg);
+  if (refused) return new BlockRefusedError(`remote agent: ${msg}`, Number(refused[1]));
   return new RemoteAgentError(`remote agent: ${msg}`, true);
 }

@@ -2,8 +2,8 @@
 // "new volume" (a sparse file of zeros), byte-exact, only its data on the wire, resumable, and read back from the
 // device so that a block the device did not keep is caught.
 import assert from 'node:assert/strict';
-import { open, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import {
   VersionDamagedError,
@@ -218,6 +218,33 @@ void describe('restore onto a device', { concurrency: false }, () => {
       },
     );
     assert.ok((last?.resume.nextBlock ?? 0) <= victim.index);
+  });
+
+  void test('an image block changed under a sync, its old content saved: sent again checked, from the chunk', async () => {
+    // Blocks are read unchecked (the agent checks them): a sync that has saved a block's old content to the chunk store
+    // and is rewriting the image leaves the image's copy wrong for this version. The agent refuses it; read checked,
+    // the chunk has it, and the stripe starts over from its last sync with every block checked.
+    const v = await TestVolume.create(fx.d, fx.dir(), 32 * BLOCK);
+    const r1 = await v.sync();
+    const victim = (await dataBlocks(v, r1.versionId!))[5]!;
+    const image = storePaths(v.backups, 'vol1').image;
+    const fh = await open(image, 'r+');
+    const old = Buffer.alloc(BLOCK);
+    await fh.read(old, 0, BLOCK, victim.index * BLOCK);
+    const chunk = chunkPath(v.backups, victim.hash);
+    await mkdir(dirname(chunk), { recursive: true });
+    await writeFile(chunk, old);
+    await fh.write(Buffer.from('changed'), 0, 7, victim.index * BLOCK + 10);
+    await fh.close();
+    const device = await blankDevice(join(v.dir, 'target.img'), await v.size());
+    const logs: string[] = [];
+    const r = await restoreVersionToDevice(options(v, r1.versionId!, device, { stripes: 1, log: (m) => logs.push(m) }));
+    assert.ok(
+      logs.some((m) => m.includes(`refused block ${victim.index} `)),
+      logs.join('\n'),
+    );
+    assert.equal(r.verifiedBlocks, r.dataBlocks);
+    assert.equal(await contentDigest(device), v.states.get(r1.versionId!), 'the device holds that version');
   });
 
   void test('a device smaller than the version is refused before a block is written', async () => {

@@ -4,6 +4,7 @@
 # on the droplet in DOSVOB_AGENT_COMMAND; the end-to-end cases below run the agent through it.
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import random
@@ -86,6 +87,13 @@ class Reader:
                 out.append((tag, json.loads(body) if tag == b'H' else body.decode()))
             elif tag in (b'U', b'Z', b'A'):
                 out.append((tag, self.u32()))
+            elif tag == b'P':
+                out.append((tag,))
+            elif tag == b'R':
+                digest = self.take(32)
+                n = self.u32()
+                bad = [self.u32() for _ in range(self.u32())]
+                out.append((tag, digest, n, bad))
             elif tag == b'D':
                 n = self.u32()
                 enc = self.take(1)[0]
@@ -303,6 +311,8 @@ class WriteMode(AgentRun):
         self.assertEqual((got[0][1]['write'], got[0][1]['size']), (True, 6 * BS + 5000))
         self.assertEqual(got[-1][0], b'E')
         self.assertEqual(got[-1][1], sha(b''.join(sha(b) for _, b in sorted(blocks.items()))))
+        # Read back from the device: every block as written, the digest the same.
+        self.assertEqual(got[-2], (b'R', got[-1][1], 4, []))
         stats = got[-1][2]
         self.assertEqual((stats['blocksWritten'], stats['bytesWritten']), (4, 3 * BS + 5000))
         with open(path, 'rb') as f:
@@ -355,8 +365,45 @@ class WriteMode(AgentRun):
         p.stdin.close()
         rest = Reader(p.stdout.read()).records()
         self.assertEqual(p.wait(), 0)
-        self.assertEqual([r[0] for r in rest], [b'E'])
-        self.assertEqual(rest[0][2]['syncs'], 2)
+        self.assertEqual([r[0] for r in rest], [b'R', b'E'])
+        self.assertEqual(rest[0][1:], (sha(b''.join(sha(b) for b in blocks)), 8, []))
+        self.assertEqual(rest[1][2]['syncs'], 2)
+
+    def test_the_read_back_names_a_block_the_device_did_not_keep(self):
+        # A device that loses a write (run in-process with a pwrite that reports block 3 written and keeps nothing):
+        # the read-back from the device names the block, and its digest is not the one written.
+        path = self.blank(5)
+        blocks = {i: random_block(BS, 30 + i) for i in (0, 1, 3, 4)}
+        order = [0, 1, 3, 4]
+        recs = write_record(0, blocks[0]) + write_record(1, blocks[1]) + sync_record(2)
+        recs += write_record(3, blocks[3]) + write_record(4, blocks[4]) + b'E'
+        stdin = io.BytesIO(frame({'protocol': agent.PROTOCOL, 'device': path, 'write': True}) + frame({'write': True, 'blockSize': BS, 'threads': 2}) + recs)
+        out = io.BytesIO()
+        real = os.pwrite
+
+        def lossy(fd, data, off):
+            return len(data) if off == 3 * BS else real(fd, data, off)
+
+        os.pwrite = lossy
+        try:
+            agent.main(stdin, out)
+        finally:
+            os.pwrite = real
+        recs = Reader(out.getvalue()).records()
+        self.assertEqual([r[0] for r in recs], [b'H', b'A', b'R', b'E'])
+        _, digest, n, bad = recs[2]
+        self.assertEqual((n, bad), (4, [3]))
+        self.assertEqual(recs[3][1], sha(b''.join(sha(blocks[i]) for i in order)), 'what was sent')
+        self.assertEqual(digest, sha(b''.join(sha(blocks[i] if i != 3 else bytes(BS)) for i in order)), 'what the device holds')
+
+    def test_a_ping_is_answered_before_the_job(self):
+        path = self.blank(2)
+        block = random_block(BS, 40)
+        stdin = self.hello(path) + frame({'ping': True}) + frame({'ping': True})
+        stdin += frame({'write': True, 'blockSize': BS, 'threads': 2}) + write_record(1, block) + b'E'
+        code, out, err = self.run_agent(stdin)
+        self.assertEqual(code, 0, err.decode())
+        self.assertEqual([r[0] for r in Reader(out).records()], [b'H', b'P', b'P', b'R', b'E'])
 
     def test_read_back_verification_with_the_read_job(self):
         path = self.blank(6)
