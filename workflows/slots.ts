@@ -4,12 +4,16 @@
 import { CancellationScope } from '@temporalio/workflow';
 
 export class Slots {
-  private readonly waiting: Array<() => void> = [];
+  /** Highest priority first; in the order asked within one priority. */
+  private readonly waiting: Array<{ grant: () => void; priority: number }> = [];
 
   constructor(private free: number) {}
 
-  /** Resolves with the function that gives the slot back (calling it twice gives it back once). */
-  acquire(): Promise<() => void> {
+  /**
+   * Resolves with the function that gives the slot back (calling it twice gives it back once). A waiter of a higher
+   * `priority` is served before those of a lower one.
+   */
+  acquire(priority = 0): Promise<() => void> {
     const scope = CancellationScope.current();
     return new Promise((resolve, reject) => {
       const grant = () => resolve(this.releaser());
@@ -18,9 +22,11 @@ export class Slots {
         grant();
         return;
       }
-      this.waiting.push(grant);
+      const waiter = { grant, priority };
+      const at = this.waiting.findIndex((w) => w.priority < priority);
+      this.waiting.splice(at < 0 ? this.waiting.length : at, 0, waiter);
       scope.cancelRequested.catch((err: unknown) => {
-        const i = this.waiting.indexOf(grant);
+        const i = this.waiting.indexOf(waiter);
         if (i < 0) return; // granted already: its holder gives it back
         this.waiting.splice(i, 1);
         reject(err);
@@ -29,8 +35,8 @@ export class Slots {
   }
 
   /** `fn` while holding a slot. */
-  async using<T>(fn: () => Promise<T>): Promise<T> {
-    const release = await this.acquire();
+  async using<T>(fn: () => Promise<T>, priority = 0): Promise<T> {
+    const release = await this.acquire(priority);
     try {
       return await fn();
     } finally {
@@ -44,7 +50,7 @@ export class Slots {
       if (released) return;
       released = true;
       const next = this.waiting.shift();
-      if (next) next();
+      if (next) next.grant();
       else this.free++;
     };
   }

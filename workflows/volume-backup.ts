@@ -64,9 +64,14 @@ export interface VolumeBackupContext {
   dropletActions?: (dropletId: string) => Slots;
 }
 
-/** `act` in its droplet's action queue, when the run has one. */
-function inTurn<T>(ctx: VolumeBackupContext, dropletId: string, act: () => Promise<T>): Promise<T> {
-  return ctx.dropletActions ? ctx.dropletActions(dropletId).using(act) : act();
+const DETACH_FIRST = 1;
+
+/**
+ * `act` in its droplet's action queue, when the run has one. Detaches go first (`DETACH_FIRST`): one frees a volume's
+ * place for the next, where an attach only takes one.
+ */
+function inTurn<T>(ctx: VolumeBackupContext, dropletId: string, act: () => Promise<T>, priority = 0): Promise<T> {
+  return ctx.dropletActions ? ctx.dropletActions(dropletId).using(act, priority) : act();
 }
 
 /** What one volume's backup has created, as ledger entries. */
@@ -195,10 +200,14 @@ export async function backupOneVolume(
     p.version = transferred.versionId;
 
     step('detach');
-    await inTurn(ctx, target.dropletId, () =>
-      api.detachVolume.executeWithOptions({ summary: `detach copy of ${volume.name}` }, [
-        { ...attachment, pollIntervalMs: t.pollIntervalMs },
-      ]),
+    await inTurn(
+      ctx,
+      target.dropletId,
+      () =>
+        api.detachVolume.executeWithOptions({ summary: `detach copy of ${volume.name}` }, [
+          { ...attachment, pollIntervalMs: t.pollIntervalMs },
+        ]),
+      DETACH_FIRST,
     );
     ledger.detached(attachment);
     leaveDroplet();
@@ -248,10 +257,14 @@ async function releaseVolume(ctx: VolumeBackupContext, volume: SourceVolume, mad
   try {
     const attachment = made.attachment;
     if (attachment) {
-      await inTurn(ctx, attachment.dropletId, () =>
-        cleanup.detachVolume.executeWithOptions({ summary: `detach copy of failed ${volume.name}` }, [
-          { ...attachment, pollIntervalMs: t.pollIntervalMs },
-        ]),
+      await inTurn(
+        ctx,
+        attachment.dropletId,
+        () =>
+          cleanup.detachVolume.executeWithOptions({ summary: `detach copy of failed ${volume.name}` }, [
+            { ...attachment, pollIntervalMs: t.pollIntervalMs },
+          ]),
+        DETACH_FIRST,
       );
       ledger.detached(attachment);
     }

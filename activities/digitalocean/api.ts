@@ -38,12 +38,12 @@ function pace(http: AxiosInstance, pacer: Pacer): void {
   });
   http.interceptors.response.use(
     (response) => {
-      pacer.observe(response.status, response.headers as Record<string, unknown>);
+      pacer.observe(response.status, response.headers as Record<string, unknown>, sentAtMs(response));
       return response;
     },
     (err: unknown) => {
       if (isAxiosError(err) && err.response) {
-        pacer.observe(err.response.status, err.response.headers as Record<string, unknown>);
+        pacer.observe(err.response.status, err.response.headers as Record<string, unknown>, sentAtMs(err.response));
       } else pacer.abandon();
       throw err;
     },

@@ -99,6 +99,8 @@ export function spacingMs(
 export class Pacer {
   private readonly options: PacerOptions;
   private seen: RateObservation | undefined;
+  /** When the request whose answer gave `seen` was sent. */
+  private seenSentAt = -Infinity;
   /** Requests given a slot and not yet answered: the newest answer cannot have counted them all. */
   private inFlight = 0;
   private nextSlotAt = 0;
@@ -131,12 +133,19 @@ export class Pacer {
     if (wait > 0) await this.options.sleep(wait);
   }
 
-  /** An answer arrived: learn from its headers (and its `retry-after`, on a 429). */
-  observe(status: number | undefined, headers: Readonly<Record<string, unknown>>): void {
+  /**
+   * An answer arrived: learn from its headers (and its `retry-after`, on a 429). `sentAt`: when its request was
+   * sent. The server counts a request when it arrives, so a slow answer (a snapshot's, up to a minute) carries the
+   * budget of then: an answer to a request older than the one `seen` came from is stale, and teaches nothing.
+   */
+  observe(status: number | undefined, headers: Readonly<Record<string, unknown>>, sentAt?: number): void {
     const now = this.options.now();
     this.inFlight = Math.max(0, this.inFlight - 1);
     const seen = parseRateHeaders(headers);
-    if (seen) this.seen = seen;
+    if (seen && (sentAt === undefined || sentAt >= this.seenSentAt)) {
+      this.seen = seen;
+      if (sentAt !== undefined) this.seenSentAt = sentAt;
+    }
     if (status === 429) {
       const after = parseRetryAfterMs(headers, now) ?? (seen ? Math.max(1000, seen.resetAtMs - now) : 1000);
       this.blockedUntil = Math.max(this.blockedUntil, now + after);

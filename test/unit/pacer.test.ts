@@ -94,6 +94,21 @@ describe('pacer arithmetic', () => {
     assert.equal(round(p.state().nextSlotAt - before), round(60_000 / (10 - 2 + 5 - 3)));
   });
 
+  it('an answer to an older request than the last seen does not pace by its stale budget', () => {
+    const c = clock();
+    const p = pacer(c, { perMinute: 60 });
+    const remaining = () => p.state().seen?.remaining;
+    // Sent at +50 s, answered now: the freshest budget so far.
+    p.observe(200, headers({ limit: 5000, remaining: 5, resetAtMs: c.now() + 3_600_000 }), c.now() + 50_000);
+    // Sent at 0 and answered only now (a slow snapshot's POST): the budget it carries is a minute old.
+    p.observe(200, headers({ limit: 5000, remaining: 50, resetAtMs: c.now() + 3_600_000 }), c.now());
+    assert.equal(remaining(), 5, 'the stale, larger budget is not taken');
+    p.observe(200, headers({ limit: 5000, remaining: 40, resetAtMs: c.now() + 3_600_000 }), c.now() + 60_000);
+    assert.equal(remaining(), 40, 'a fresher answer is');
+    p.observe(200, headers({ limit: 5000, remaining: 30, resetAtMs: c.now() + 3_600_000 }));
+    assert.equal(remaining(), 30, 'an answer whose send time is unknown is taken as it comes');
+  });
+
   it('a 429 stops every caller until its retry-after has passed', () => {
     const c = clock();
     const p = pacer(c);
