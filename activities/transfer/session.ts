@@ -106,15 +106,31 @@ export class AgentSession {
     }
   }
 
-  private async readHello(): Promise<AgentHello> {
+  /**
+   * The next record's tag. A channel that ends instead fails as a dead agent (`during` says when); an 'X' record, the
+   * agent's own error, is thrown as what it says.
+   */
+  private async readTag(during: string): Promise<string> {
     let tag: string;
     try {
       tag = (await this.reader.read(1)).toString('latin1');
     } catch (err) {
       if (err instanceof TransferStalledError) throw err;
-      throw await this.deadAgentError('before its hello');
+      throw await this.deadAgentError(during);
     }
     if (tag === 'X') throw classifyAgentMessage(await this.readString());
+    return tag;
+  }
+
+  /** The tag of a record that must be `expected` (a `what`): anything else is another protocol. */
+  private async expectTag(expected: string, what: string, during: string): Promise<void> {
+    const tag = await this.readTag(during);
+    if (tag !== expected)
+      throw new ProtocolMismatchError(`unexpected record ${JSON.stringify(tag)} instead of ${what}`);
+  }
+
+  private async readHello(): Promise<AgentHello> {
+    const tag = await this.readTag('before its hello');
     if (tag !== 'H') {
       throw new ProtocolMismatchError(
         `the remote agent answered ${JSON.stringify(tag)} instead of a hello: not a dosvob agent of protocol ${PROTOCOL_VERSION}`,
@@ -191,16 +207,7 @@ export class AgentSession {
     len.writeUInt32BE(body.length);
     const t0 = performance.now();
     await this.write(Buffer.concat([len, body]));
-    let tag: string;
-    try {
-      tag = (await this.reader.read(1)).toString('latin1');
-    } catch (err) {
-      if (err instanceof TransferStalledError) throw err;
-      throw await this.deadAgentError('answering a ping');
-    }
-    if (tag === 'X') throw classifyAgentMessage(await this.readString());
-    if (tag !== 'P')
-      throw new ProtocolMismatchError(`unexpected record ${JSON.stringify(tag)} instead of a ping's answer`);
+    await this.expectTag('P', "a ping's answer", 'answering a ping');
     return performance.now() - t0;
   }
 
@@ -209,15 +216,7 @@ export class AgentSession {
    * from the device (in the order sent), how many, and those that did not read back as written.
    */
   async readReadBack(): Promise<{ digest: Buffer; count: number; bad: number[] }> {
-    let tag: string;
-    try {
-      tag = (await this.reader.read(1)).toString('latin1');
-    } catch (err) {
-      if (err instanceof TransferStalledError) throw err;
-      throw await this.deadAgentError('before its read-back');
-    }
-    if (tag === 'X') throw classifyAgentMessage(await this.readString());
-    if (tag !== 'R') throw new ProtocolMismatchError(`unexpected record ${JSON.stringify(tag)} instead of a read-back`);
+    await this.expectTag('R', 'a read-back', 'before its read-back');
     try {
       const head = await this.reader.read(40);
       const digest = Buffer.from(head.subarray(0, 32));
@@ -267,15 +266,7 @@ export class AgentSession {
 
   /** The next sync acknowledgement of a write job (an 'X' from the agent throws it). */
   async readAck(): Promise<number> {
-    let tag: string;
-    try {
-      tag = (await this.reader.read(1)).toString('latin1');
-    } catch (err) {
-      if (err instanceof TransferStalledError) throw err;
-      throw await this.deadAgentError('waiting for a sync');
-    }
-    if (tag === 'X') throw classifyAgentMessage(await this.readString());
-    if (tag !== 'A') throw new ProtocolMismatchError(`unexpected record ${JSON.stringify(tag)} instead of a sync ack`);
+    await this.expectTag('A', 'a sync ack', 'waiting for a sync');
     try {
       return (await this.reader.read(4)).readUInt32BE(0);
     } catch (err) {
