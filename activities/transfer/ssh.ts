@@ -18,8 +18,6 @@ export interface SshTarget {
 export interface SshConnection {
   client: Client;
   socket: Socket;
-  /** Round-trip time of the TCP handshake, ms. */
-  rttMs: number;
   /** Bytes read from and written to the TCP connection so far. */
   wireBytes(): { read: number; written: number };
   close(): void;
@@ -54,14 +52,12 @@ const CIPHERS: NonNullable<NonNullable<ConnectConfig['algorithms']>['cipher']> =
 export async function connectSsh(target: SshTarget, signal?: AbortSignal, timeoutMs = 20_000): Promise<SshConnection> {
   const pinned = publicKeyBlob(target.hostPublicKey);
   let presented: Buffer | undefined;
-  const t0 = performance.now();
   const socket = netConnect({ host: target.host, port: target.port });
   socket.setNoDelay(true);
   const client = new Client();
   const conn: SshConnection = {
     client,
     socket,
-    rttMs: NaN,
     wireBytes: () => ({ read: socket.bytesRead, written: socket.bytesWritten }),
     close: () => {
       client.end();
@@ -83,7 +79,6 @@ export async function connectSsh(target: SshTarget, signal?: AbortSignal, timeou
         reject(err);
       } else resolve();
     };
-    socket.once('connect', () => (conn.rttMs = performance.now() - t0));
     client.once('ready', () => done());
     client.once('error', (err: Error) => {
       if (presented && !keysEqual(presented, pinned)) {
