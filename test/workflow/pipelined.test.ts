@@ -4,12 +4,12 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { BackupResult } from '../../workflows/types';
+import type { BackupResult, RunProgress } from '../../workflows/types';
 import type { CallLogEntry } from '../simulator/types';
 import { randomData } from '../support/bytes';
 import { startHarness, type Harness } from '../support/harness';
 import { historyJson, maybeRecordHistory } from '../support/history';
-import { assertNothingLeft } from '../support/run-checks';
+import { assertEndsCancelled, assertNothingLeft } from '../support/run-checks';
 import { sameSparseBytes } from '../support/sparse';
 
 const MiB = 1 << 20;
@@ -145,6 +145,37 @@ describe('a run paces its volumes as the API allows', () => {
       assert.ok(copyOf('vol-1') < firstDetach, "vol-1's copy was made before vol-0's was detached");
       // …but not the one after it: one volume is prepared ahead per transfer slot, not the whole account.
       assert.ok(snapshotOf('vol-2') > firstDetach, 'vol-2 waited for a place among the volumes in flight');
+    });
+  });
+
+  describe('a cancel while volumes wait for their place', () => {
+    let h: Harness;
+    before(async () => ({ h } = await setUp(1, [3, 2, 1])));
+    after(() => h?.close());
+
+    it('ends cancelled, and the copies made ahead are deleted with the rest', async () => {
+      // The droplet never comes up while held: the first volume holds the one place, waiting for it, and the second,
+      // copied ahead, waits in the queue for that place.
+      const release = h.sim.holdTransitions();
+      const handle = await h.start();
+      try {
+        const deadline = Date.now() + 120_000;
+        for (;;) {
+          // Until its first workflow task has run, the run has no progress query yet.
+          const progress = await handle.query<RunProgress>('progress').catch(() => undefined);
+          if (progress?.volumes.filter((v) => v.step === 'waiting to attach').length === 2) break;
+          assert.equal((await handle.describe()).status.name, 'RUNNING', 'the run ended before two volumes waited');
+          assert.ok(Date.now() < deadline, 'two volumes never waited to attach');
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(h.sim.liveResources().volumes.length > 3, 'copies were made ahead');
+        await handle.cancel();
+      } finally {
+        release();
+      }
+      await assertEndsCancelled(handle);
+      assertNothingLeft(h.sim, ['vol-0', 'vol-1', 'vol-2']);
+      assert.equal((await handle.query<RunProgress>('progress')).phase, 'finished');
     });
   });
 });
